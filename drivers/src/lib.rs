@@ -1,0 +1,48 @@
+//! Devices for ustack.
+//!
+//! Every device here implements [`smoltcp::phy::Device`] with
+//! [`Medium::Ethernet`](smoltcp::phy::Medium::Ethernet), so any of them can be
+//! handed to a smoltcp `Interface` (and therefore to a ustack `Stack`).
+//!
+//! - [`PipeLink`] / [`PipeDevice`]: two in-memory devices wired back to back.
+//!   Needs no privileges and no allocator (works without the `std` feature),
+//!   which makes it the default choice for stack-to-stack tests.
+//! - [`TapDevice`] (`std`): a Linux TAP interface, optionally created with a
+//!   host-side address and moved into a network namespace.
+//! - [`PcapRecorder`] (`std`): wraps any device and records every frame in both
+//!   directions to a pcap file readable by `tcpdump -r` / Wireshark.
+//!
+//! # Example
+//!
+//! ```
+//! use smoltcp::phy::{Device, RxToken, TxToken};
+//! use smoltcp::time::Instant;
+//! use ustack_drivers::PipeLink;
+//!
+//! let link = PipeLink::<8, 1514>::new();
+//! let (mut a, mut b) = link.split();
+//! let now = Instant::from_millis(0);
+//! a.transmit(now).unwrap().consume(3, |buf| buf.copy_from_slice(b"hi!"));
+//! let (rx, _tx) = b.receive(now).unwrap();
+//! assert_eq!(rx.consume(|frame| frame.to_vec()), b"hi!");
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+// Unit tests use `std` collections even when the library is built `no_std`.
+#[cfg(all(test, not(feature = "std")))]
+extern crate std;
+
+pub mod pipe;
+
+#[cfg(feature = "std")]
+pub mod pcap;
+#[cfg(feature = "std")]
+pub mod tap;
+
+pub use pipe::{PipeDevice, PipeLink, PipeStats};
+
+#[cfg(feature = "std")]
+pub use pcap::PcapRecorder;
+#[cfg(feature = "std")]
+pub use tap::{TapBuilder, TapDevice, TapStats};

@@ -1,0 +1,122 @@
+//! How a [`Stack`](crate::Stack) is set up.
+
+use smoltcp::time::Duration;
+use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, Ipv6Cidr};
+
+/// Per-socket TCP settings. Buffer sizes take effect for sockets the stack allocates itself
+/// (the `alloc` feature); caller-provided sockets keep the buffers they were given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Disable Nagle's algorithm, so small writes leave at once.
+    pub nodelay: bool,
+    /// Send keep-alive probes after this much idle time.
+    pub keepalive: Option<Duration>,
+    /// Abort the connection when the peer does not answer for this long.
+    pub timeout: Option<Duration>,
+    /// Receive buffer bytes (also the advertised window).
+    pub rx_buffer: usize,
+    /// Transmit buffer bytes.
+    pub tx_buffer: usize,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            nodelay: false,
+            keepalive: None,
+            timeout: None,
+            rx_buffer: 64 * 1024,
+            tx_buffer: 64 * 1024,
+        }
+    }
+}
+
+/// UDP buffer sizes for sockets the stack allocates itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpOptions {
+    /// Datagrams the receive queue holds.
+    pub rx_packets: usize,
+    /// Payload bytes the receive queue holds.
+    pub rx_bytes: usize,
+    /// Datagrams the transmit queue holds.
+    pub tx_packets: usize,
+    /// Payload bytes the transmit queue holds.
+    pub tx_bytes: usize,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        UdpOptions {
+            rx_packets: 64,
+            rx_bytes: 64 * 1024,
+            tx_packets: 64,
+            tx_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Addresses and limits of one stack.
+///
+/// ```
+/// use ustack::Config;
+/// let config = Config::new([0x02, 0, 0, 0, 0, 2], "10.7.0.2/24".parse().unwrap())
+///     .gateway("10.7.0.1".parse().unwrap());
+/// assert_eq!(config.max_sockets, 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The interface's MAC address; must be unicast.
+    pub mac: EthernetAddress,
+    /// IPv4 address and prefix.
+    pub ipv4: Ipv4Cidr,
+    /// Default IPv4 route.
+    pub gateway: Option<Ipv4Address>,
+    /// Optional IPv6 address and prefix.
+    pub ipv6: Option<Ipv6Cidr>,
+    /// Seed for sequence numbers and ephemeral ports; give each boot a different one.
+    pub random_seed: u64,
+    /// Upper bound on sockets of all kinds (sizes the readiness table with `alloc`).
+    pub max_sockets: usize,
+    /// Defaults for new TCP sockets.
+    pub tcp: TcpOptions,
+    /// Defaults for new UDP sockets.
+    pub udp: UdpOptions,
+    /// How long a SYN that finds its listener's backlog full is held before it is reset.
+    /// Zero resets at once.
+    pub syn_hold: Duration,
+}
+
+impl Config {
+    /// A configuration with the given MAC and IPv4 address, and defaults for the rest.
+    pub fn new(mac: [u8; 6], ipv4: Ipv4Cidr) -> Self {
+        Config {
+            mac: EthernetAddress(mac),
+            ipv4,
+            gateway: None,
+            ipv6: None,
+            random_seed: 0x7573_7461_636b,
+            max_sockets: 1024,
+            tcp: TcpOptions::default(),
+            udp: UdpOptions::default(),
+            syn_hold: Duration::from_millis(500),
+        }
+    }
+
+    /// Sets the default gateway.
+    pub fn gateway(mut self, gw: Ipv4Address) -> Self {
+        self.gateway = Some(gw);
+        self
+    }
+
+    /// Adds an IPv6 address.
+    pub fn ipv6(mut self, cidr: Ipv6Cidr) -> Self {
+        self.ipv6 = Some(cidr);
+        self
+    }
+
+    /// Sets the random seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.random_seed = seed;
+        self
+    }
+}

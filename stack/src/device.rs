@@ -1,0 +1,287 @@
+//! The device wrapper every frame passes through on its way into and out of smoltcp.
+//!
+//! It counts frames, runs [`classify`](crate::ingress::classify) on each one, hands bad frames
+//! to smoltcp as empty buffers (which it discards), holds SYNs that find their listener's
+//! backlog full, and remembers recent resets so a closed socket can say why it closed.
+
+use heapless::{Deque, Vec};
+use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+
+use crate::ingress::{classify_with, Verdict};
+use crate::stats::Stats;
+
+/// Listeners a stack can have at once.
+pub const MAX_LISTENERS: usize = 16;
+/// SYN frames that can wait for backlog room at once.
+pub const SYN_STASH_FRAMES: usize = 64;
+/// Largest SYN frame that can wait; bigger ones (SYN with data) are reset when the backlog is full.
+pub const SYN_STASH_FRAME_LEN: usize = 128;
+const RST_MEMORY: usize = 16;
+
+/// How many more SYNs a listening port can absorb during this poll.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    pub port: u16,
+    pub armed: u16,
+}
+
+pub(crate) struct Held {
+    since: Instant,
+    port: u16,
+    frame: Vec<u8, SYN_STASH_FRAME_LEN>,
+}
+
+/// A reset seen on the wire, addressed to one of our ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RstSeen {
+    pub local_port: u16,
+    pub remote: IpEndpoint,
+}
+
+/// Ingress state that survives between polls.
+#[derive(Default)]
+pub(crate) struct IngressState {
+    pub stats: Stats,
+    pub budgets: Vec<Budget, MAX_LISTENERS>,
+    stash: Deque<Held, SYN_STASH_FRAMES>,
+    resets: Deque<RstSeen, RST_MEMORY>,
+    pub syn_hold: Duration,
+}
+
+impl IngressState {
+    pub(crate) fn new(syn_hold: Duration) -> Self {
+        IngressState {
+            syn_hold,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a reset from `remote` to `local_port` arrived recently, forgetting it if so.
+    pub(crate) fn take_reset(&mut self, local_port: u16, remote: IpEndpoint) -> bool {
+        let want = RstSeen { local_port, remote };
+        let n = self.resets.len();
+        let mut found = false;
+        for _ in 0..n {
+            if let Some(r) = self.resets.pop_front() {
+                if r == want && !found {
+                    found = true;
+                } else {
+                    let _ = self.resets.push_back(r);
+                }
+            }
+        }
+        found
+    }
+
+    /// When a held SYN must next be looked at.
+    pub(crate) fn stash_deadline(&self) -> Option<Instant> {
+        self.stash.front().map(|h| h.since + self.syn_hold)
+    }
+
+    fn budget(&mut self, port: u16) -> Option<&mut Budget> {
+        self.budgets.iter_mut().find(|b| b.port == port)
+    }
+
+    /// A held SYN that may go to smoltcp now: its port has room, or it waited long enough.
+    fn release(&mut self, now: Instant) -> Option<Held> {
+        let hold = self.syn_hold;
+        let idx = self.stash.iter().position(|h| {
+            now >= h.since + hold || self.budgets.iter().any(|b| b.port == h.port && b.armed > 0)
+        })?;
+        let mut found = None;
+        for i in 0..self.stash.len() {
+            let h = self.stash.pop_front()?;
+            if i == idx {
+                found = Some(h);
+            } else {
+                let _ = self.stash.push_back(h);
+            }
+        }
+        found
+    }
+
+    /// Decides what smoltcp gets for this frame; returns false to hand it an empty buffer.
+    fn admit(&mut self, frame: &[u8], caps: &Caps, now: Instant, replay: bool) -> bool {
+        match classify_with(frame, caps.max_len, &caps.checks) {
+            Verdict::Drop(reason) => {
+                self.stats.count_drop(reason);
+                #[cfg(feature = "log")]
+                log::debug!("dropped a {}-byte frame: {:?}", frame.len(), reason);
+                false
+            }
+            Verdict::Unsupported => {
+                self.stats.rx_unsupported += 1;
+                true
+            }
+            Verdict::Pass { tcp: None } => true,
+            Verdict::Pass { tcp: Some(t) } => {
+                if t.rst {
+                    if self.resets.is_full() {
+                        self.resets.pop_front();
+                    }
+                    let remote = IpEndpoint::new(t.src, t.src_port);
+                    let _ = self.resets.push_back(RstSeen {
+                        local_port: t.dst_port,
+                        remote,
+                    });
+                }
+                if !t.syn {
+                    return true;
+                }
+                let hold = self.syn_hold;
+                let Some(b) = self.budget(t.dst_port) else {
+                    return true;
+                };
+                if b.armed > 0 {
+                    b.armed -= 1;
+                    return true;
+                }
+                let port = b.port;
+                if !replay && hold > Duration::ZERO && !self.stash.is_full() {
+                    if let Ok(frame) = Vec::from_slice(frame) {
+                        let _ = self.stash.push_back(Held {
+                            since: now,
+                            port,
+                            frame,
+                        });
+                        self.stats.tcp_syn_deferred += 1;
+                        return false;
+                    }
+                }
+                // smoltcp finds no listening socket and answers with a reset.
+                self.stats.tcp_syn_backlog_full += 1;
+                #[cfg(feature = "log")]
+                log::debug!("backlog of port {port} full: resetting SYN from {}", t.src);
+                true
+            }
+        }
+    }
+}
+
+/// Wraps the user's device for the duration of one poll.
+pub(crate) struct Wrapped<'s, D> {
+    pub inner: &'s mut D,
+    pub state: &'s mut IngressState,
+    pub tx: &'s TxCount,
+    pub now: Instant,
+}
+
+impl<D: Device> Device for Wrapped<'_, D> {
+    type RxToken<'a>
+        = Rx<'a, D::RxToken<'a>>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = Tx<'a, D::TxToken<'a>>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, ts: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let inner_caps = self.inner.capabilities();
+        let caps = Caps { max_len: inner_caps.max_transmission_unit, checks: inner_caps.checksum };
+        let now = self.now;
+        let state = &mut *self.state;
+        let counter = self.tx;
+        if state.stash.front().is_some() {
+            if let Some(held) = state.release(now) {
+                let Some(tx) = self.inner.transmit(ts) else {
+                    // No room to answer: put it back, it will be released again next poll.
+                    let _ = state.stash.push_front(held);
+                    return None;
+                };
+                let rx = Rx::Held { held, state, caps, now };
+                return Some((rx, Tx { inner: tx, counter }));
+            }
+        }
+        let (rx, tx) = self.inner.receive(ts)?;
+        let rx = Rx::Device { inner: rx, state, caps, now };
+        Some((rx, Tx { inner: tx, counter }))
+    }
+
+    fn transmit(&mut self, ts: Instant) -> Option<Self::TxToken<'_>> {
+        let inner = self.inner.transmit(ts)?;
+        Some(Tx { inner, counter: self.tx })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = self.inner.capabilities();
+        // Ingress validation already verified every checksum smoltcp would.
+        let c = &mut caps.checksum;
+        for cs in [&mut c.ipv4, &mut c.tcp, &mut c.udp, &mut c.icmpv4, &mut c.icmpv6] {
+            *cs = match *cs {
+                Checksum::Both => Checksum::Tx,
+                Checksum::Rx => Checksum::None,
+                other => other,
+            };
+        }
+        caps
+    }
+}
+
+/// What ingress validation needs to know about the device.
+pub(crate) struct Caps {
+    max_len: usize,
+    checks: smoltcp::phy::ChecksumCapabilities,
+}
+
+/// Transmit counters, shared by both tokens of a pair (hence cells).
+#[derive(Default)]
+pub(crate) struct TxCount {
+    pub frames: core::cell::Cell<u64>,
+    pub bytes: core::cell::Cell<u64>,
+}
+
+pub(crate) enum Rx<'a, T> {
+    Device {
+        inner: T,
+        state: &'a mut IngressState,
+        caps: Caps,
+        now: Instant,
+    },
+    Held {
+        held: Held,
+        state: &'a mut IngressState,
+        caps: Caps,
+        now: Instant,
+    },
+}
+
+impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        match self {
+            Rx::Device { inner, state, caps, now } => inner.consume(|buf| {
+                let st = state;
+                st.stats.rx_frames += 1;
+                st.stats.rx_bytes += buf.len() as u64;
+                if st.admit(buf, &caps, now, false) {
+                    f(buf)
+                } else {
+                    f(&[])
+                }
+            }),
+            Rx::Held { held, state, caps, now } => {
+                if state.admit(&held.frame, &caps, now, true) {
+                    f(&held.frame)
+                } else {
+                    f(&[])
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Tx<'a, T> {
+    inner: T,
+    counter: &'a TxCount,
+}
+
+impl<T: phy::TxToken> phy::TxToken for Tx<'_, T> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let c = self.counter;
+        c.frames.set(c.frames.get() + 1);
+        c.bytes.set(c.bytes.get() + len as u64);
+        self.inner.consume(len, f)
+    }
+}

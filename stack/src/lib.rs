@@ -1,0 +1,49 @@
+//! ustack: a userspace TCP/IP engine on [smoltcp].
+//!
+//! A [`Stack`] owns one smoltcp interface, its sockets and a device. The caller feeds it time
+//! through [`Stack::poll`] and takes readiness [`Event`]s out, so the same code runs on
+//! firmware (`no_std`, caller storage), on Linux (with the [`runtime`] loop) and under a
+//! fuzzer. Every frame enters through the device, and [`ingress::classify`] looks at each one
+//! before smoltcp does, so bad frames are counted rather than silently dropped.
+//!
+//! Features: `alloc` (sockets and buffers grow on demand), `std` (the blocking runtime and
+//! `std::io` adapters; implies `alloc`), `log` (diagnostics through the `log` crate).
+//!
+//! [smoltcp]: https://docs.rs/smoltcp
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+mod config;
+mod device;
+mod error;
+mod event;
+pub mod ingress;
+mod ready;
+mod slot;
+mod stack;
+mod stats;
+mod tcp;
+mod udp;
+
+#[cfg(feature = "std")]
+pub mod runtime;
+
+pub use config::{Config, TcpOptions, UdpOptions};
+pub use device::{MAX_LISTENERS, SYN_STASH_FRAMES, SYN_STASH_FRAME_LEN};
+pub use error::{Error, Result};
+pub use event::{Event, Ready, TcpHandle, TcpListener, Token, UdpHandle};
+pub use ready::ReadyCell;
+pub use slot::{Slot, StaticStorage, Storage};
+pub use stack::Stack;
+pub use stats::{DropReason, Stats};
+pub use tcp::MAX_BACKLOG;
+pub use udp::UdpMeta;
+
+/// smoltcp, re-exported so users name the same version of its types.
+pub use smoltcp;
+
+#[cfg(all(test, feature = "std"))]
+mod tests;

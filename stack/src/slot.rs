@@ -1,0 +1,253 @@
+//! Per-socket bookkeeping that smoltcp does not keep, and the storage behind it.
+
+use smoltcp::iface::{SocketHandle, SocketStorage};
+use smoltcp::socket::tcp::State;
+use smoltcp::wire::IpEndpoint;
+
+use crate::error::Error;
+use crate::ready::ReadyCell;
+
+pub(crate) const NONE: u16 = u16::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// No smoltcp socket behind this slot.
+    Empty,
+    /// A closed TCP socket waiting in the pool.
+    FreeTcp,
+    /// A closed UDP socket waiting in the pool.
+    FreeUdp,
+    /// A TCP connection the user holds a handle to.
+    Stream,
+    /// A socket armed or pending on listener `n`, not yet accepted.
+    Member(u8),
+    /// A bound UDP socket.
+    Udp,
+}
+
+/// Bookkeeping for one socket. Part of the caller-provided storage in `no_std` builds.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub(crate) handle: Option<SocketHandle>,
+    pub(crate) gen: u16,
+    pub(crate) role: Role,
+    pub(crate) prev: State,
+    pub(crate) local_port: u16,
+    pub(crate) remote: Option<IpEndpoint>,
+    pub(crate) user_closed: bool,
+    pub(crate) error: Option<Error>,
+    pub(crate) order: u32,
+    pub(crate) next_free: u16,
+    pub(crate) ev_bits: u8,
+    pub(crate) ev_next: u16,
+    pub(crate) ev_queued: bool,
+}
+
+impl Slot {
+    /// An unused slot, for static storage.
+    pub const EMPTY: Slot = Slot {
+        handle: None,
+        gen: 0,
+        role: Role::Empty,
+        prev: State::Closed,
+        local_port: 0,
+        remote: None,
+        user_closed: false,
+        error: None,
+        order: 0,
+        next_free: NONE,
+        ev_bits: 0,
+        ev_next: NONE,
+        ev_queued: false,
+    };
+
+    /// Makes the slot a fresh owner of its socket, invalidating old handles.
+    pub(crate) fn reset(&mut self, role: Role) {
+        let (handle, gen) = (self.handle, self.gen.wrapping_add(1));
+        *self = Slot::EMPTY;
+        self.handle = handle;
+        self.gen = gen;
+        self.role = role;
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot::EMPTY
+    }
+}
+
+/// Caller-provided storage for a stack without a heap.
+///
+/// All three slices must have the same length `n`; the stack then holds up to `n - 1`
+/// sockets (one readiness cell heads the ready list). Sockets themselves are added with
+/// [`Stack::add_tcp_socket`](crate::Stack::add_tcp_socket) and
+/// [`Stack::add_udp_socket`](crate::Stack::add_udp_socket), with buffers the caller owns.
+pub struct Storage<'a> {
+    /// smoltcp's socket table.
+    pub sockets: &'a mut [SocketStorage<'a>],
+    /// ustack's per-socket bookkeeping.
+    pub slots: &'a mut [Slot],
+    /// Readiness cells, woken by smoltcp.
+    pub cells: &'a [ReadyCell],
+}
+
+/// Fixed storage for `N - 1` sockets, for `static` placement on firmware.
+///
+/// ```
+/// use ustack::StaticStorage;
+/// let mut storage: StaticStorage<'_, 9> = StaticStorage::new();
+/// let s = storage.storage();
+/// assert_eq!(s.slots.len(), 9);
+/// ```
+pub struct StaticStorage<'a, const N: usize> {
+    sockets: [SocketStorage<'a>; N],
+    slots: [Slot; N],
+    cells: [ReadyCell; N],
+}
+
+impl<'a, const N: usize> StaticStorage<'a, N> {
+    /// Empty storage.
+    pub const fn new() -> Self {
+        StaticStorage {
+            sockets: [SocketStorage::EMPTY; N],
+            slots: [Slot::EMPTY; N],
+            cells: [ReadyCell::NEW; N],
+        }
+    }
+
+    /// Borrows it as [`Storage`].
+    pub fn storage(&'a mut self) -> Storage<'a> {
+        Storage {
+            sockets: &mut self.sockets,
+            slots: &mut self.slots,
+            cells: &self.cells,
+        }
+    }
+}
+
+impl<const N: usize> Default for StaticStorage<'_, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub(crate) enum Slots<'a> {
+    Borrowed(&'a mut [Slot]),
+    #[cfg(feature = "alloc")]
+    Owned(alloc::vec::Vec<Slot>),
+}
+
+impl core::ops::Deref for Slots<'_> {
+    type Target = [Slot];
+    fn deref(&self) -> &[Slot] {
+        match self {
+            Slots::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Slots::Owned(v) => v,
+        }
+    }
+}
+
+impl core::ops::DerefMut for Slots<'_> {
+    fn deref_mut(&mut self) -> &mut [Slot] {
+        match self {
+            Slots::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Slots::Owned(v) => v,
+        }
+    }
+}
+
+/// Cells are only ever shared: wakers point into them, so no `&mut` may exist.
+pub(crate) enum Cells<'a> {
+    Borrowed(&'a [ReadyCell]),
+    #[cfg(feature = "alloc")]
+    Owned(alloc::sync::Arc<[ReadyCell]>),
+}
+
+impl core::ops::Deref for Cells<'_> {
+    type Target = [ReadyCell];
+    fn deref(&self) -> &[ReadyCell] {
+        match self {
+            Cells::Borrowed(s) => s,
+            #[cfg(feature = "alloc")]
+            Cells::Owned(v) => v,
+        }
+    }
+}
+
+/// An intrusive stack of slot indices threaded through `Slot::next_free`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FreeList {
+    head: u16,
+}
+
+impl FreeList {
+    pub(crate) const fn new() -> Self {
+        FreeList { head: NONE }
+    }
+
+    pub(crate) fn push(&mut self, slots: &mut [Slot], i: usize) {
+        slots[i].next_free = self.head;
+        self.head = i as u16;
+    }
+
+    pub(crate) fn pop(&mut self, slots: &mut [Slot]) -> Option<usize> {
+        if self.head == NONE {
+            return None;
+        }
+        let i = usize::from(self.head);
+        self.head = slots[i].next_free;
+        slots[i].next_free = NONE;
+        Some(i)
+    }
+}
+
+/// FIFO of slots with user-visible readiness, threaded through `Slot::ev_next`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventQueue {
+    head: u16,
+    tail: u16,
+}
+
+impl EventQueue {
+    pub(crate) const fn new() -> Self {
+        EventQueue { head: NONE, tail: NONE }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == NONE
+    }
+
+    pub(crate) fn push(&mut self, slots: &mut [Slot], i: usize, bits: u8) {
+        let s = &mut slots[i];
+        s.ev_bits |= bits;
+        if s.ev_queued {
+            return;
+        }
+        s.ev_queued = true;
+        s.ev_next = NONE;
+        if self.tail == NONE {
+            self.head = i as u16;
+        } else {
+            slots[usize::from(self.tail)].ev_next = i as u16;
+        }
+        self.tail = i as u16;
+    }
+
+    pub(crate) fn pop(&mut self, slots: &mut [Slot]) -> Option<(usize, u8)> {
+        if self.head == NONE {
+            return None;
+        }
+        let i = usize::from(self.head);
+        let s = &mut slots[i];
+        self.head = s.ev_next;
+        if self.head == NONE {
+            self.tail = NONE;
+        }
+        s.ev_queued = false;
+        s.ev_next = NONE;
+        Some((i, core::mem::take(&mut s.ev_bits)))
+    }
+}

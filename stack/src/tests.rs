@@ -1,0 +1,182 @@
+//! Stack behaviour over smoltcp's loopback device: one stack talking to itself.
+
+use smoltcp::phy::{Loopback, Medium};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+
+use crate::{Config, Error, Ready, Stack, Token};
+
+const STEP: Duration = Duration::from_millis(5);
+const IP: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+
+fn stack() -> Stack<'static, Loopback> {
+    let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap()
+}
+
+fn ep(port: u16) -> IpEndpoint {
+    IpEndpoint::new(IpAddress::Ipv4(IP), port)
+}
+
+/// Polls until `cond` holds, collecting every event, with a bounded number of rounds.
+fn run_until(s: &mut Stack<'static, Loopback>, t: &mut Instant, mut cond: impl FnMut(&mut Stack<'static, Loopback>) -> bool) -> Vec<crate::Event> {
+    let mut events = Vec::new();
+    for _ in 0..10_000 {
+        s.poll(*t);
+        while let Some(e) = s.next_event() {
+            events.push(e);
+        }
+        if cond(s) {
+            return events;
+        }
+        // The loopback queue does not show up in poll_delay, so never sleep long.
+        *t += s.poll_delay(*t).unwrap_or(STEP).clamp(Duration::from_millis(1), STEP);
+    }
+    panic!("condition not reached; events so far: {events:?}");
+}
+
+#[test]
+fn connect_accept_exchange_and_close() {
+    let mut s = stack();
+    let mut t = Instant::ZERO;
+    let l = s.listen(7, 2).unwrap();
+    let c = s.connect(ep(7)).unwrap();
+    assert_eq!(s.tcp_write(c, b"x"), Err(Error::WouldBlock));
+    let ev = run_until(&mut s, &mut t, |s| s.tcp_connected(c) == Ok(true));
+    assert!(ev.iter().any(|e| e.token == Token::Tcp(c) && e.ready.contains(Ready::CONNECTED)), "{ev:?}");
+    let mut got = None;
+    run_until(&mut s, &mut t, |s| {
+        got = s.accept(l).ok();
+        got.is_some()
+    });
+    let a = got.unwrap();
+    assert_eq!(s.stats().tcp_accepted, 1);
+    assert_eq!(s.tcp_write(c, b"hello").unwrap(), 5);
+    let mut buf = [0u8; 16];
+    run_until(&mut s, &mut t, |s| s.tcp_recv_queue(a) == Ok(5));
+    assert_eq!(s.tcp_read(a, &mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(s.tcp_read(a, &mut buf), Err(Error::WouldBlock));
+    s.tcp_shutdown_write(c).unwrap();
+    let ev = run_until(&mut s, &mut t, |s| s.tcp_read(a, &mut [0; 4]) == Ok(0));
+    assert!(ev.iter().any(|e| e.token == Token::Tcp(a) && e.ready.contains(Ready::READABLE)), "{ev:?}");
+    s.tcp_close(a).unwrap();
+    assert_eq!(s.tcp_read(a, &mut buf), Err(Error::Closed));
+    let ev = run_until(&mut s, &mut t, |s| s.tcp_state(c) == Ok(smoltcp::socket::tcp::State::TimeWait));
+    let _ = ev;
+}
+
+#[test]
+fn refused_connect_reports_connection_refused() {
+    let mut s = stack();
+    let mut t = Instant::ZERO;
+    let c = s.connect(ep(9)).unwrap();
+    let ev = run_until(&mut s, &mut t, |s| s.tcp_connected(c).is_err());
+    assert_eq!(s.tcp_connected(c), Err(Error::ConnectionRefused));
+    assert_eq!(s.tcp_read(c, &mut [0; 4]), Err(Error::ConnectionRefused));
+    let closed: Vec<_> = ev.iter().filter(|e| e.token == Token::Tcp(c)).collect();
+    assert!(closed.iter().any(|e| e.ready.contains(Ready::CLOSED | Ready::ERROR)), "{ev:?}");
+    s.tcp_close(c).unwrap();
+}
+
+#[test]
+fn backlog_full_syn_is_held_then_reset_and_counted() {
+    let mut s = stack();
+    let mut t = Instant::ZERO;
+    let l = s.listen(7, 1).unwrap();
+    let a = s.connect(ep(7)).unwrap();
+    let b = s.connect(ep(7)).unwrap();
+    // Never accept: the first takes the backlog, the second waits out syn_hold, then is reset.
+    run_until(&mut s, &mut t, |s| s.tcp_connected(b).is_err());
+    assert_eq!(s.tcp_connected(a), Ok(true));
+    assert_eq!(s.tcp_connected(b), Err(Error::ConnectionRefused));
+    let st = s.stats();
+    // The client retransmits its SYN while the first one is held, so both counters may exceed 1.
+    assert!(st.tcp_syn_deferred >= 1 && st.tcp_syn_backlog_full >= 1, "{st:?}");
+    assert!(s.accept(l).is_ok());
+    assert_eq!(s.accept(l), Err(Error::WouldBlock));
+}
+
+#[test]
+fn held_syn_is_served_when_the_application_accepts_in_time() {
+    let mut s = stack();
+    let mut t = Instant::ZERO;
+    let l = s.listen(7, 1).unwrap();
+    let conns: Vec<_> = (0..5).map(|_| s.connect(ep(7)).unwrap()).collect();
+    let mut accepted = Vec::new();
+    run_until(&mut s, &mut t, |s| {
+        while let Ok(h) = s.accept(l) {
+            accepted.push(h);
+        }
+        accepted.len() == 5
+    });
+    for c in conns {
+        assert_eq!(s.tcp_connected(c), Ok(true));
+    }
+    assert_eq!(s.stats().tcp_syn_backlog_full, 0);
+    assert!(s.stats().tcp_syn_deferred >= 1);
+}
+
+#[test]
+fn listen_twice_is_addr_in_use_and_bad_args_are_rejected() {
+    let mut s = stack();
+    s.listen(80, 4).unwrap();
+    assert_eq!(s.listen(80, 4), Err(Error::AddrInUse));
+    assert!(matches!(s.listen(0, 4), Err(Error::InvalidInput(_))));
+    assert!(matches!(s.listen(81, 0), Err(Error::InvalidInput(_))));
+    assert!(matches!(s.connect(IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::new(192, 0, 2, 1)), 1)), Err(Error::InvalidInput(_))));
+}
+
+#[test]
+fn socket_table_full_is_no_buffer_space() {
+    let mut config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    config.max_sockets = 3;
+    let mut s = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    for _ in 0..3 {
+        s.connect(ep(7)).unwrap();
+    }
+    assert_eq!(s.connect(ep(7)), Err(Error::NoBufferSpace));
+    assert_eq!(s.udp_bind(5), Err(Error::NoBufferSpace));
+}
+
+#[test]
+fn udp_round_trip_and_ephemeral_ports_do_not_collide() {
+    let mut s = stack();
+    let mut t = Instant::ZERO;
+    let a = s.udp_bind(7).unwrap();
+    let b = s.udp_bind(0).unwrap();
+    assert_eq!(s.udp_bind(7), Err(Error::AddrInUse));
+    let bport = s.udp_local_port(b).unwrap();
+    assert!(bport >= 49152);
+    s.udp_send_to(b, b"ping", ep(7)).unwrap();
+    let mut buf = [0u8; 8];
+    run_until(&mut s, &mut t, |s| s.udp_recv_from(a, &mut buf).is_ok());
+    assert_eq!(&buf[..4], b"ping");
+    s.udp_send_to(a, b"pong!", ep(bport)).unwrap();
+    let mut got = None;
+    run_until(&mut s, &mut t, |s| {
+        got = s.udp_recv_from(b, &mut buf).ok();
+        got.is_some()
+    });
+    let (n, meta) = got.unwrap();
+    assert_eq!((&buf[..n], meta.remote), (&b"pong!"[..], ep(7)));
+    s.udp_close(a).unwrap();
+    assert_eq!(s.udp_send_to(a, b"x", ep(1)), Err(Error::Closed));
+}
+
+#[test]
+fn abort_resets_the_peer() {
+    let mut s = stack();
+    let mut t = Instant::ZERO;
+    let l = s.listen(7, 2).unwrap();
+    let c = s.connect(ep(7)).unwrap();
+    let mut a = None;
+    run_until(&mut s, &mut t, |s| {
+        a = s.accept(l).ok();
+        a.is_some()
+    });
+    s.tcp_abort(a.unwrap()).unwrap();
+    run_until(&mut s, &mut t, |s| s.tcp_connected(c).is_err());
+    assert_eq!(s.tcp_read(c, &mut [0; 4]), Err(Error::ConnectionReset));
+}
+
