@@ -236,6 +236,11 @@ impl<'a, D: Device> Stack<'a, D> {
         &mut self.device
     }
 
+    /// Takes the device back, dropping the stack and its sockets.
+    pub fn into_device(self) -> D {
+        self.device
+    }
+
     /// The smoltcp interface, for settings ustack does not wrap.
     pub fn interface(&mut self) -> &mut Interface {
         &mut self.iface

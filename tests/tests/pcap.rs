@@ -1,0 +1,42 @@
+//! A capture of a TCP echo run, read back from disk with pcap-file.
+
+mod support;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{echo_addr, echo_through, tcp_flags, EchoServer, Flags};
+use ustack_drivers::PcapRecorder;
+use ustack_tests::{privileged, random_bytes, unique_name, TapLink};
+
+#[test]
+fn pcap_of_an_echo_run_holds_the_handshake_and_fins_and_every_frame() {
+    if !privileged() {
+        return;
+    }
+    let path = std::env::temp_dir().join(format!("{}.pcap", unique_name("ucap")));
+    let mut link = TapLink::new();
+    let recorder = PcapRecorder::create(link.take_device(), &path).unwrap();
+    let server = EchoServer::start(recorder, 4);
+    let data = random_bytes(6, 256 * 1024);
+    let echoed = link.ns.run(|| {
+        let s = TcpStream::connect_timeout(&echo_addr(), Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        echo_through(s, &data)
+    });
+    assert!(echoed.unwrap() == data);
+    std::thread::sleep(Duration::from_millis(200));
+    let (stack, _) = server.stop();
+    let recorder = stack.into_device();
+    let recorded = recorder.frames_recorded();
+    let tap = recorder.inner().stats();
+    assert_eq!(recorder.record_errors(), 0);
+    drop(recorder); // flushes the file
+    let file = std::fs::File::open(&path).unwrap();
+    let (from_stack, from_kernel, frames) = tcp_flags(std::io::BufReader::new(file));
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(from_kernel, Flags { syn: 1, syn_ack: 0, fin: 1, rst: 0 });
+    assert_eq!(from_stack, Flags { syn: 0, syn_ack: 1, fin: 1, rst: 0 });
+    assert_eq!(frames as u64, recorded);
+    assert_eq!(frames as u64, tap.rx_frames + tap.tx_frames, "pcap frames vs frames the TAP moved");
+}
