@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use ustack::smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use ustack::smoltcp::wire::Ipv4Cidr;
 
 /// Where the TAP link lives and how ustack sits on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Default for TapArgs {
 impl TapArgs {
     /// ustack's interface address with the link prefix.
     pub fn stack_cidr(&self) -> Ipv4Cidr {
-        Ipv4Cidr::new(Ipv4Address::from(self.stack_ip), self.prefix)
+        Ipv4Cidr::new(self.stack_ip, self.prefix)
     }
 
     /// Parses the flags; `--help` and errors return the text to print.
@@ -70,16 +70,22 @@ impl TapArgs {
                     let (ip, prefix) = value
                         .split_once('/')
                         .ok_or_else(|| format!("--host-cidr wants A.B.C.D/N, got {value:?}"))?;
-                    a.host_ip = ip.parse().map_err(|_| format!("--host-cidr: bad address {ip:?}"))?;
+                    a.host_ip = ip
+                        .parse()
+                        .map_err(|_| format!("--host-cidr: bad address {ip:?}"))?;
                     a.prefix = prefix
                         .parse()
                         .ok()
                         .filter(|p| (1..=30).contains(p))
-                        .ok_or_else(|| format!("--host-cidr: prefix must be 1..=30, got {prefix:?}"))?;
+                        .ok_or_else(|| {
+                            format!("--host-cidr: prefix must be 1..=30, got {prefix:?}")
+                        })?;
                     a.host_cidr = value;
                 }
                 "--stack-ip" => {
-                    a.stack_ip = value.parse().map_err(|_| format!("--stack-ip: bad address {value:?}"))?
+                    a.stack_ip = value
+                        .parse()
+                        .map_err(|_| format!("--stack-ip: bad address {value:?}"))?
                 }
                 "--pcap" => a.pcap = Some(value),
                 _ => return Err(format!("unknown flag {flag}\n\n{USAGE}")),
@@ -97,5 +103,6 @@ impl TapArgs {
 }
 
 /// Usage text for the TAP programs.
-pub const USAGE: &str = "flags: --tap NAME (default ustack0) --host-cidr A.B.C.D/N (default 10.7.0.1/24) \
+pub const USAGE: &str =
+    "flags: --tap NAME (default ustack0) --host-cidr A.B.C.D/N (default 10.7.0.1/24) \
 --stack-ip A.B.C.D (default 10.7.0.2) [--pcap FILE]";

@@ -47,7 +47,11 @@ pub struct Echo {
 
 impl Echo {
     /// Listens on TCP `port` with `backlog`, and binds UDP `port`.
-    pub fn bind<D: Device>(stack: &mut Stack<'_, D>, port: u16, backlog: usize) -> Result<Self, Error> {
+    pub fn bind<D: Device>(
+        stack: &mut Stack<'_, D>,
+        port: u16,
+        backlog: usize,
+    ) -> Result<Self, Error> {
         let listener = stack.listen(port, backlog)?;
         let udp = Some(stack.udp_bind(port)?);
         Ok(Echo {
@@ -99,7 +103,9 @@ impl Echo {
     }
 
     fn serve<D: Device>(&mut self, stack: &mut Stack<'_, D>, h: TcpHandle, ready: Ready) {
-        let Some(conn) = self.conns.get_mut(&h) else { return };
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return;
+        };
         let result = pump(stack, h, conn, &mut self.buf, &mut self.stats.tcp_bytes);
         let done = match result {
             Ok(()) => ready.contains(Ready::CLOSED) || (conn.eof && conn.pending.is_empty()),

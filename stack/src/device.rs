@@ -180,7 +180,10 @@ impl<D: Device> Device for Wrapped<'_, D> {
 
     fn receive(&mut self, ts: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let inner_caps = self.inner.capabilities();
-        let caps = Caps { max_len: inner_caps.max_transmission_unit, checks: inner_caps.checksum };
+        let caps = Caps {
+            max_len: inner_caps.max_transmission_unit,
+            checks: inner_caps.checksum,
+        };
         let now = self.now;
         let state = &mut *self.state;
         let counter = self.tx;
@@ -191,25 +194,44 @@ impl<D: Device> Device for Wrapped<'_, D> {
                     let _ = state.stash.push_front(held);
                     return None;
                 };
-                let rx = Rx::Held { held, state, caps, now };
+                let rx = Rx::Held {
+                    held,
+                    state,
+                    caps,
+                    now,
+                };
                 return Some((rx, Tx { inner: tx, counter }));
             }
         }
         let (rx, tx) = self.inner.receive(ts)?;
-        let rx = Rx::Device { inner: rx, state, caps, now };
+        let rx = Rx::Device {
+            inner: rx,
+            state,
+            caps,
+            now,
+        };
         Some((rx, Tx { inner: tx, counter }))
     }
 
     fn transmit(&mut self, ts: Instant) -> Option<Self::TxToken<'_>> {
         let inner = self.inner.transmit(ts)?;
-        Some(Tx { inner, counter: self.tx })
+        Some(Tx {
+            inner,
+            counter: self.tx,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = self.inner.capabilities();
         // Ingress validation already verified every checksum smoltcp would.
         let c = &mut caps.checksum;
-        for cs in [&mut c.ipv4, &mut c.tcp, &mut c.udp, &mut c.icmpv4, &mut c.icmpv6] {
+        for cs in [
+            &mut c.ipv4,
+            &mut c.tcp,
+            &mut c.udp,
+            &mut c.icmpv4,
+            &mut c.icmpv6,
+        ] {
             *cs = match *cs {
                 Checksum::Both => Checksum::Tx,
                 Checksum::Rx => Checksum::None,
@@ -251,7 +273,12 @@ pub(crate) enum Rx<'a, T> {
 impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         match self {
-            Rx::Device { inner, state, caps, now } => inner.consume(|buf| {
+            Rx::Device {
+                inner,
+                state,
+                caps,
+                now,
+            } => inner.consume(|buf| {
                 let st = state;
                 st.stats.rx_frames += 1;
                 st.stats.rx_bytes += buf.len() as u64;
@@ -261,7 +288,12 @@ impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
                     f(&[])
                 }
             }),
-            Rx::Held { held, state, caps, now } => {
+            Rx::Held {
+                held,
+                state,
+                caps,
+                now,
+            } => {
                 if state.admit(&held.frame, &caps, now, true) {
                     f(&held.frame)
                 } else {

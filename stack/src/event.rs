@@ -66,7 +66,14 @@ impl core::ops::BitOrAssign for Ready {
 
 impl fmt::Debug for Ready {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const NAMES: [&str; 6] = ["READABLE", "WRITABLE", "CONNECTED", "CLOSED", "ERROR", "ACCEPTABLE"];
+        const NAMES: [&str; 6] = [
+            "READABLE",
+            "WRITABLE",
+            "CONNECTED",
+            "CLOSED",
+            "ERROR",
+            "ACCEPTABLE",
+        ];
         let mut first = true;
         for (i, n) in NAMES.iter().enumerate() {
             if self.0 & (1 << i) != 0 {

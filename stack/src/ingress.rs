@@ -113,7 +113,10 @@ fn ipv4(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
         // Fragments are smoltcp's business (it drops them without reassembly support).
         return Ok(None);
     }
-    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    let (src, dst) = (
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
+    );
     let payload = ip.payload();
     match ip.next_header() {
         IpProtocol::Tcp => tcp(payload, src, dst, checks.tcp.rx()),

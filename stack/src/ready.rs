@@ -153,8 +153,10 @@ unsafe fn wake_send(p: *const ()) {
 }
 unsafe fn drop_waker(_: *const ()) {}
 
-static RECV_VTABLE: RawWakerVTable = RawWakerVTable::new(clone_recv, wake_recv, wake_recv, drop_waker);
-static SEND_VTABLE: RawWakerVTable = RawWakerVTable::new(clone_send, wake_send, wake_send, drop_waker);
+static RECV_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(clone_recv, wake_recv, wake_recv, drop_waker);
+static SEND_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(clone_send, wake_send, wake_send, drop_waker);
 
 #[cfg(test)]
 mod tests {
@@ -162,7 +164,12 @@ mod tests {
 
     #[test]
     fn wakes_are_collected_once_per_slot_with_merged_bits() {
-        let cells: [ReadyCell; 4] = [ReadyCell::NEW, ReadyCell::NEW, ReadyCell::NEW, ReadyCell::NEW];
+        let cells: [ReadyCell; 4] = [
+            ReadyCell::NEW,
+            ReadyCell::NEW,
+            ReadyCell::NEW,
+            ReadyCell::NEW,
+        ];
         let t = ReadyTable::init(&cells);
         let (r0, s0) = t.wakers(0);
         let (r2, _) = t.wakers(2);

@@ -213,7 +213,10 @@ pub(crate) struct EventQueue {
 
 impl EventQueue {
     pub(crate) const fn new() -> Self {
-        EventQueue { head: NONE, tail: NONE }
+        EventQueue {
+            head: NONE,
+            tail: NONE,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {

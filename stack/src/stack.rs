@@ -59,20 +59,37 @@ impl<'a, D: Device> Stack<'a, D> {
     pub fn new(config: Config, device: D, now: Instant) -> Result<Self> {
         use alloc::vec::Vec;
         if config.max_sockets == 0 || config.max_sockets >= usize::from(crate::slot::NONE) {
-            return Err(Error::InvalidInput("max_sockets must be between 1 and 65534"));
+            return Err(Error::InvalidInput(
+                "max_sockets must be between 1 and 65534",
+            ));
         }
         let n = config.max_sockets + 1;
         let cells: alloc::sync::Arc<[crate::ready::ReadyCell]> =
             (0..n).map(|_| crate::ready::ReadyCell::NEW).collect();
         let slots = alloc::vec![Slot::EMPTY; n];
-        Self::build(config, device, SocketSet::new(Vec::new()), Slots::Owned(slots), Cells::Owned(cells), true, now)
+        Self::build(
+            config,
+            device,
+            SocketSet::new(Vec::new()),
+            Slots::Owned(slots),
+            Cells::Owned(cells),
+            true,
+            now,
+        )
     }
 
     /// A stack over caller-provided storage: no heap needed. See [`Storage`].
-    pub fn with_storage(config: Config, device: D, storage: Storage<'a>, now: Instant) -> Result<Self> {
+    pub fn with_storage(
+        config: Config,
+        device: D,
+        storage: Storage<'a>,
+        now: Instant,
+    ) -> Result<Self> {
         let n = storage.slots.len();
         if n < 2 || storage.sockets.len() != n || storage.cells.len() != n {
-            return Err(Error::InvalidInput("storage slices must share one length of at least 2"));
+            return Err(Error::InvalidInput(
+                "storage slices must share one length of at least 2",
+            ));
         }
         if n >= usize::from(crate::slot::NONE) {
             return Err(Error::InvalidInput("storage holds more than 65534 sockets"));
@@ -81,7 +98,15 @@ impl<'a, D: Device> Stack<'a, D> {
             *s = Slot::EMPTY;
         }
         let sockets = SocketSet::new(storage.sockets);
-        Self::build(config, device, sockets, Slots::Borrowed(storage.slots), Cells::Borrowed(storage.cells), false, now)
+        Self::build(
+            config,
+            device,
+            sockets,
+            Slots::Borrowed(storage.slots),
+            Cells::Borrowed(storage.cells),
+            false,
+            now,
+        )
     }
 
     fn build(
@@ -94,7 +119,9 @@ impl<'a, D: Device> Stack<'a, D> {
         now: Instant,
     ) -> Result<Self> {
         if !config.mac.is_unicast() {
-            return Err(Error::InvalidInput("the MAC address must be unicast (first octet even)"));
+            return Err(Error::InvalidInput(
+                "the MAC address must be unicast (first octet even)",
+            ));
         }
         if device.capabilities().medium != Medium::Ethernet {
             return Err(Error::InvalidInput("ustack drives Ethernet devices only"));
@@ -105,7 +132,12 @@ impl<'a, D: Device> Stack<'a, D> {
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(config.mac));
         iface_config.random_seed = config.random_seed;
         let mut iface = {
-            let mut wrapped = Wrapped { inner: &mut device, state: &mut ingress, tx: &txc, now };
+            let mut wrapped = Wrapped {
+                inner: &mut device,
+                state: &mut ingress,
+                tx: &txc,
+                now,
+            };
             Interface::new(iface_config, &mut wrapped, now)
         };
         let mut addr_err = None;
@@ -189,7 +221,11 @@ impl<'a, D: Device> Stack<'a, D> {
         if let Some(deadline) = self.ingress.stash_deadline() {
             self.refresh_budgets();
             let room = self.ingress.budgets.iter().any(|b| b.armed > 0);
-            let d = if room || deadline <= now { Duration::ZERO } else { deadline - now };
+            let d = if room || deadline <= now {
+                Duration::ZERO
+            } else {
+                deadline - now
+            };
             delay = Some(delay.map_or(d, |x| x.min(d)));
         }
         delay
@@ -200,8 +236,14 @@ impl<'a, D: Device> Stack<'a, D> {
         for (i, l) in self.listeners.iter_mut().enumerate() {
             if let Some(l) = l {
                 if core::mem::take(&mut l.notified) {
-                    let token = Token::Listener(TcpListener { idx: i as u8, gen: l.gen });
-                    return Some(Event { token, ready: Ready::ACCEPTABLE });
+                    let token = Token::Listener(TcpListener {
+                        idx: i as u8,
+                        gen: l.gen,
+                    });
+                    return Some(Event {
+                        token,
+                        ready: Ready::ACCEPTABLE,
+                    });
                 }
             }
         }
@@ -216,7 +258,10 @@ impl<'a, D: Device> Stack<'a, D> {
                 Role::Udp => Token::Udp(UdpHandle { slot, gen }),
                 _ => continue,
             };
-            return Some(Event { token, ready: Ready::from_bits(bits) });
+            return Some(Event {
+                token,
+                ready: Ready::from_bits(bits),
+            });
         }
         None
     }
@@ -256,7 +301,9 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     pub(crate) fn register_wakers(&mut self, i: usize) {
-        let Some(h) = self.slots[i].handle else { return };
+        let Some(h) = self.slots[i].handle else {
+            return;
+        };
         let (rw, sw) = self.ready().wakers(i);
         match self.slots[i].role {
             Role::Stream | Role::Member(_) => {
@@ -305,7 +352,10 @@ impl<'a, D: Device> Stack<'a, D> {
                 .iter()
                 .filter(|&&m| self.socket_state(usize::from(m)) == Some(tcp::State::Listen))
                 .count();
-            let _ = budgets.push(Budget { port: l.port, armed: armed as u16 });
+            let _ = budgets.push(Budget {
+                port: l.port,
+                armed: armed as u16,
+            });
         }
         self.ingress.budgets = budgets;
     }

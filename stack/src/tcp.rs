@@ -38,7 +38,12 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// [`listen`](Self::listen) with options for the accepted connections.
-    pub fn listen_with(&mut self, port: u16, backlog: usize, opts: TcpOptions) -> Result<TcpListener> {
+    pub fn listen_with(
+        &mut self,
+        port: u16,
+        backlog: usize,
+        opts: TcpOptions,
+    ) -> Result<TcpListener> {
         if port == 0 {
             return Err(Error::InvalidInput("cannot listen on port 0"));
         }
@@ -71,7 +76,10 @@ impl<'a, D: Device> Stack<'a, D> {
         }
         #[cfg(feature = "log")]
         log::debug!("listening on port {port} with backlog {backlog} ({armed} armed)");
-        Ok(TcpListener { idx: idx as u8, gen })
+        Ok(TcpListener {
+            idx: idx as u8,
+            gen,
+        })
     }
 
     /// Takes the oldest established connection, or [`Error::WouldBlock`].
@@ -91,7 +99,11 @@ impl<'a, D: Device> Stack<'a, D> {
             }
         }
         let (pos, _) = best.ok_or(Error::WouldBlock)?;
-        let i = usize::from(self.listeners[li].as_mut().map_or(0, |l| l.members.swap_remove(pos)));
+        let i = usize::from(
+            self.listeners[li]
+                .as_mut()
+                .map_or(0, |l| l.members.swap_remove(pos)),
+        );
         let sock = self.sockets.get::<tcp::Socket>(self.handle(i));
         let (state, remote) = (sock.state(), sock.remote_endpoint());
         let local_port = sock.local_endpoint().map_or(0, |e| e.port);
@@ -100,7 +112,10 @@ impl<'a, D: Device> Stack<'a, D> {
         s.prev = state;
         s.remote = remote;
         s.local_port = local_port;
-        let handle = TcpHandle { slot: i as u16, gen: s.gen };
+        let handle = TcpHandle {
+            slot: i as u16,
+            gen: s.gen,
+        };
         self.ingress.stats.tcp_accepted += 1;
         self.register_wakers(i);
         // Data may have arrived before the accept; an edge-triggered user must hear of it.
@@ -112,7 +127,9 @@ impl<'a, D: Device> Stack<'a, D> {
     /// Stops listening. Connections not yet accepted are reset.
     pub fn close_listener(&mut self, listener: TcpListener) -> Result<()> {
         let li = self.listener_index(listener)?;
-        let Some(l) = self.listeners[li].take() else { return Err(Error::Closed) };
+        let Some(l) = self.listeners[li].take() else {
+            return Err(Error::Closed);
+        };
         for &m in l.members.iter() {
             let i = usize::from(m);
             let h = self.handle(i);
@@ -140,7 +157,9 @@ impl<'a, D: Device> Stack<'a, D> {
     /// [`connect`](Self::connect) with per-socket options.
     pub fn connect_with(&mut self, remote: IpEndpoint, opts: TcpOptions) -> Result<TcpHandle> {
         if remote.port == 0 || remote.addr.is_unspecified() {
-            return Err(Error::InvalidInput("connect needs a non-zero port and a specified address"));
+            return Err(Error::InvalidInput(
+                "connect needs a non-zero port and a specified address",
+            ));
         }
         if !self.routable(remote.addr) {
             return Err(Error::InvalidInput(
@@ -154,7 +173,9 @@ impl<'a, D: Device> Stack<'a, D> {
         let sock = self.sockets.get_mut::<tcp::Socket>(h);
         if sock.connect(cx, remote, port).is_err() {
             self.recycle(i);
-            return Err(Error::InvalidInput("smoltcp refused the endpoints (address family mismatch?)"));
+            return Err(Error::InvalidInput(
+                "smoltcp refused the endpoints (address family mismatch?)",
+            ));
         }
         let s = &mut self.slots[i];
         s.role = Role::Stream;
@@ -163,7 +184,10 @@ impl<'a, D: Device> Stack<'a, D> {
         s.remote = Some(remote);
         self.ingress.stats.tcp_connects += 1;
         self.register_wakers(i);
-        Ok(TcpHandle { slot: i as u16, gen: self.slots[i].gen })
+        Ok(TcpHandle {
+            slot: i as u16,
+            gen: self.slots[i].gen,
+        })
     }
 
     /// Reads into `buf`. `Ok(0)` means the peer closed its side and all data was read.
@@ -263,21 +287,35 @@ impl<'a, D: Device> Stack<'a, D> {
     /// Disables (`true`) or enables Nagle's algorithm.
     pub fn tcp_set_nodelay(&mut self, h: TcpHandle, nodelay: bool) -> Result<()> {
         let i = self.stream(h)?;
-        self.sockets.get_mut::<tcp::Socket>(self.handle(i)).set_nagle_enabled(!nodelay);
+        self.sockets
+            .get_mut::<tcp::Socket>(self.handle(i))
+            .set_nagle_enabled(!nodelay);
         Ok(())
     }
 
     /// Sets the keep-alive interval (`None` disables it).
-    pub fn tcp_set_keepalive(&mut self, h: TcpHandle, interval: Option<smoltcp::time::Duration>) -> Result<()> {
+    pub fn tcp_set_keepalive(
+        &mut self,
+        h: TcpHandle,
+        interval: Option<smoltcp::time::Duration>,
+    ) -> Result<()> {
         let i = self.stream(h)?;
-        self.sockets.get_mut::<tcp::Socket>(self.handle(i)).set_keep_alive(interval);
+        self.sockets
+            .get_mut::<tcp::Socket>(self.handle(i))
+            .set_keep_alive(interval);
         Ok(())
     }
 
     /// Sets the timeout after which an unanswered connection is aborted.
-    pub fn tcp_set_timeout(&mut self, h: TcpHandle, timeout: Option<smoltcp::time::Duration>) -> Result<()> {
+    pub fn tcp_set_timeout(
+        &mut self,
+        h: TcpHandle,
+        timeout: Option<smoltcp::time::Duration>,
+    ) -> Result<()> {
         let i = self.stream(h)?;
-        self.sockets.get_mut::<tcp::Socket>(self.handle(i)).set_timeout(timeout);
+        self.sockets
+            .get_mut::<tcp::Socket>(self.handle(i))
+            .set_timeout(timeout);
         Ok(())
     }
 
@@ -308,7 +346,9 @@ impl<'a, D: Device> Stack<'a, D> {
         match self.listeners.get(li) {
             Some(Some(x)) if x.gen == l.gen => Ok(li),
             Some(_) => Err(Error::Closed),
-            None => Err(Error::InvalidInput("listener does not belong to this stack")),
+            None => Err(Error::InvalidInput(
+                "listener does not belong to this stack",
+            )),
         }
     }
 
@@ -325,7 +365,9 @@ impl<'a, D: Device> Stack<'a, D> {
 
     fn routable(&self, addr: IpAddress) -> bool {
         match addr {
-            IpAddress::Ipv4(a) => self.config.ipv4.contains_addr(&a) || self.config.gateway.is_some(),
+            IpAddress::Ipv4(a) => {
+                self.config.ipv4.contains_addr(&a) || self.config.gateway.is_some()
+            }
             IpAddress::Ipv6(a) => self.config.ipv6.is_some_and(|c| c.contains_addr(&a)),
         }
     }
@@ -408,7 +450,9 @@ impl<'a, D: Device> Stack<'a, D> {
     /// Arms listener `li` up to its backlog.
     pub(crate) fn rearm(&mut self, li: usize) {
         loop {
-            let Some(l) = self.listeners[li].as_ref() else { return };
+            let Some(l) = self.listeners[li].as_ref() else {
+                return;
+            };
             if l.members.len() >= usize::from(l.backlog) {
                 return;
             }
@@ -437,7 +481,9 @@ impl<'a, D: Device> Stack<'a, D> {
 
     /// A listener member changed state.
     pub(crate) fn on_member(&mut self, i: usize, li: usize) {
-        let Some(state) = self.socket_state(i) else { return };
+        let Some(state) = self.socket_state(i) else {
+            return;
+        };
         match state {
             State::Listen | State::SynReceived => {}
             State::Closed => {
@@ -475,7 +521,8 @@ impl<'a, D: Device> Stack<'a, D> {
             }
         }
         let mut ready = Ready::empty();
-        let eof = !sock.may_recv() && !matches!(state, State::SynSent | State::SynReceived | State::Listen);
+        let eof = !sock.may_recv()
+            && !matches!(state, State::SynSent | State::SynReceived | State::Listen);
         if bits & RECV != 0 && (sock.can_recv() || eof) {
             ready |= Ready::READABLE;
         }
@@ -490,7 +537,11 @@ impl<'a, D: Device> Stack<'a, D> {
             ready |= Ready::CLOSED | Ready::READABLE | Ready::WRITABLE;
             let graceful = matches!(
                 prev,
-                State::FinWait1 | State::FinWait2 | State::Closing | State::TimeWait | State::LastAck
+                State::FinWait1
+                    | State::FinWait2
+                    | State::Closing
+                    | State::TimeWait
+                    | State::LastAck
             );
             if !graceful {
                 let s = &self.slots[i];

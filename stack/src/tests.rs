@@ -19,7 +19,11 @@ fn ep(port: u16) -> IpEndpoint {
 }
 
 /// Polls until `cond` holds, collecting every event, with a bounded number of rounds.
-fn run_until(s: &mut Stack<'static, Loopback>, t: &mut Instant, mut cond: impl FnMut(&mut Stack<'static, Loopback>) -> bool) -> Vec<crate::Event> {
+fn run_until(
+    s: &mut Stack<'static, Loopback>,
+    t: &mut Instant,
+    mut cond: impl FnMut(&mut Stack<'static, Loopback>) -> bool,
+) -> Vec<crate::Event> {
     let mut events = Vec::new();
     for _ in 0..10_000 {
         s.poll(*t);
@@ -30,7 +34,10 @@ fn run_until(s: &mut Stack<'static, Loopback>, t: &mut Instant, mut cond: impl F
             return events;
         }
         // The loopback queue does not show up in poll_delay, so never sleep long.
-        *t += s.poll_delay(*t).unwrap_or(STEP).clamp(Duration::from_millis(1), STEP);
+        *t += s
+            .poll_delay(*t)
+            .unwrap_or(STEP)
+            .clamp(Duration::from_millis(1), STEP);
     }
     panic!("condition not reached; events so far: {events:?}");
 }
@@ -43,7 +50,11 @@ fn connect_accept_exchange_and_close() {
     let c = s.connect(ep(7)).unwrap();
     assert_eq!(s.tcp_write(c, b"x"), Err(Error::WouldBlock));
     let ev = run_until(&mut s, &mut t, |s| s.tcp_connected(c) == Ok(true));
-    assert!(ev.iter().any(|e| e.token == Token::Tcp(c) && e.ready.contains(Ready::CONNECTED)), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e.token == Token::Tcp(c) && e.ready.contains(Ready::CONNECTED)),
+        "{ev:?}"
+    );
     let mut got = None;
     run_until(&mut s, &mut t, |s| {
         got = s.accept(l).ok();
@@ -59,10 +70,16 @@ fn connect_accept_exchange_and_close() {
     assert_eq!(s.tcp_read(a, &mut buf), Err(Error::WouldBlock));
     s.tcp_shutdown_write(c).unwrap();
     let ev = run_until(&mut s, &mut t, |s| s.tcp_read(a, &mut [0; 4]) == Ok(0));
-    assert!(ev.iter().any(|e| e.token == Token::Tcp(a) && e.ready.contains(Ready::READABLE)), "{ev:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e.token == Token::Tcp(a) && e.ready.contains(Ready::READABLE)),
+        "{ev:?}"
+    );
     s.tcp_close(a).unwrap();
     assert_eq!(s.tcp_read(a, &mut buf), Err(Error::Closed));
-    let ev = run_until(&mut s, &mut t, |s| s.tcp_state(c) == Ok(smoltcp::socket::tcp::State::TimeWait));
+    let ev = run_until(&mut s, &mut t, |s| {
+        s.tcp_state(c) == Ok(smoltcp::socket::tcp::State::TimeWait)
+    });
     let _ = ev;
 }
 
@@ -75,7 +92,12 @@ fn refused_connect_reports_connection_refused() {
     assert_eq!(s.tcp_connected(c), Err(Error::ConnectionRefused));
     assert_eq!(s.tcp_read(c, &mut [0; 4]), Err(Error::ConnectionRefused));
     let closed: Vec<_> = ev.iter().filter(|e| e.token == Token::Tcp(c)).collect();
-    assert!(closed.iter().any(|e| e.ready.contains(Ready::CLOSED | Ready::ERROR)), "{ev:?}");
+    assert!(
+        closed
+            .iter()
+            .any(|e| e.ready.contains(Ready::CLOSED | Ready::ERROR)),
+        "{ev:?}"
+    );
     s.tcp_close(c).unwrap();
 }
 
@@ -92,7 +114,10 @@ fn backlog_full_syn_is_held_then_reset_and_counted() {
     assert_eq!(s.tcp_connected(b), Err(Error::ConnectionRefused));
     let st = s.stats();
     // The client retransmits its SYN while the first one is held, so both counters may exceed 1.
-    assert!(st.tcp_syn_deferred >= 1 && st.tcp_syn_backlog_full >= 1, "{st:?}");
+    assert!(
+        st.tcp_syn_deferred >= 1 && st.tcp_syn_backlog_full >= 1,
+        "{st:?}"
+    );
     assert!(s.accept(l).is_ok());
     assert_eq!(s.accept(l), Err(Error::WouldBlock));
 }
@@ -124,7 +149,13 @@ fn listen_twice_is_addr_in_use_and_bad_args_are_rejected() {
     assert_eq!(s.listen(80, 4), Err(Error::AddrInUse));
     assert!(matches!(s.listen(0, 4), Err(Error::InvalidInput(_))));
     assert!(matches!(s.listen(81, 0), Err(Error::InvalidInput(_))));
-    assert!(matches!(s.connect(IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::new(192, 0, 2, 1)), 1)), Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        s.connect(IpEndpoint::new(
+            IpAddress::Ipv4(Ipv4Address::new(192, 0, 2, 1)),
+            1
+        )),
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 #[test]
@@ -179,4 +210,3 @@ fn abort_resets_the_peer() {
     run_until(&mut s, &mut t, |s| s.tcp_connected(c).is_err());
     assert_eq!(s.tcp_read(c, &mut [0; 4]), Err(Error::ConnectionReset));
 }
-

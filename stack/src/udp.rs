@@ -29,7 +29,11 @@ impl<'a, D: Device> Stack<'a, D> {
 
     /// [`udp_bind`](Self::udp_bind) with buffer sizes for a heap-allocated socket.
     pub fn udp_bind_with(&mut self, port: u16, opts: UdpOptions) -> Result<UdpHandle> {
-        let port = if port == 0 { self.udp_ephemeral()? } else { port };
+        let port = if port == 0 {
+            self.udp_ephemeral()?
+        } else {
+            port
+        };
         if self.udp_port_in_use(port) {
             return Err(Error::AddrInUse);
         }
@@ -41,7 +45,10 @@ impl<'a, D: Device> Stack<'a, D> {
         }
         self.slots[i].local_port = port;
         self.register_wakers(i);
-        Ok(UdpHandle { slot: i as u16, gen: self.slots[i].gen })
+        Ok(UdpHandle {
+            slot: i as u16,
+            gen: self.slots[i].gen,
+        })
     }
 
     /// Queues one datagram to `to`. [`Error::WouldBlock`] when the transmit queue is full.
@@ -52,7 +59,9 @@ impl<'a, D: Device> Stack<'a, D> {
             Ok(()) => Ok(()),
             Err(SendError::BufferFull) => {
                 if buf.len() > sock.payload_send_capacity() {
-                    Err(Error::InvalidInput("datagram larger than the socket's transmit buffer"))
+                    Err(Error::InvalidInput(
+                        "datagram larger than the socket's transmit buffer",
+                    ))
                 } else {
                     Err(Error::WouldBlock)
                 }
@@ -99,7 +108,11 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// Adds a caller-owned UDP socket to the pool (how `no_std` builds get sockets).
-    pub fn add_udp_socket(&mut self, rx: udp::PacketBuffer<'a>, tx: udp::PacketBuffer<'a>) -> Result<()> {
+    pub fn add_udp_socket(
+        &mut self,
+        rx: udp::PacketBuffer<'a>,
+        tx: udp::PacketBuffer<'a>,
+    ) -> Result<()> {
         let i = self.take_empty()?;
         let h = self.sockets.add(udp::Socket::new(rx, tx));
         self.slots[i].handle = Some(h);
@@ -141,7 +154,9 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     fn udp_port_in_use(&self, port: u16) -> bool {
-        self.slots.iter().any(|s| s.role == Role::Udp && s.local_port == port)
+        self.slots
+            .iter()
+            .any(|s| s.role == Role::Udp && s.local_port == port)
     }
 
     fn udp_ephemeral(&mut self) -> Result<u16> {
@@ -173,7 +188,10 @@ impl<'a, D: Device> Stack<'a, D> {
         let buf = |packets: usize, bytes: usize| {
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; packets], vec![0u8; bytes])
         };
-        let sock = udp::Socket::new(buf(opts.rx_packets, opts.rx_bytes), buf(opts.tx_packets, opts.tx_bytes));
+        let sock = udp::Socket::new(
+            buf(opts.rx_packets, opts.rx_bytes),
+            buf(opts.tx_packets, opts.tx_bytes),
+        );
         self.slots[i].handle = Some(self.sockets.add(sock));
         self.slots[i].reset(Role::Udp);
         Ok(i)

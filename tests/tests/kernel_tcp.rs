@@ -35,11 +35,30 @@ fn kernel_client_echoes_8_mib_and_both_sides_close_with_fin() {
     // Give ustack time to see the final ACK of its FIN.
     std::thread::sleep(Duration::from_millis(200));
     let (stack, echo) = server.stop();
-    assert_eq!((echo.accepted, echo.closed, echo.tcp_bytes), (1, 1, data.len() as u64));
+    assert_eq!(
+        (echo.accepted, echo.closed, echo.tcp_bytes),
+        (1, 1, data.len() as u64)
+    );
     let (_, pcap) = Stack::into_device(stack).into_parts();
     let (from_stack, from_kernel, _) = tcp_flags(&pcap[..]);
-    assert_eq!(from_kernel, Flags { syn: 1, syn_ack: 0, fin: 1, rst: 0 });
-    assert_eq!(from_stack, Flags { syn: 0, syn_ack: 1, fin: 1, rst: 0 });
+    assert_eq!(
+        from_kernel,
+        Flags {
+            syn: 1,
+            syn_ack: 0,
+            fin: 1,
+            rst: 0
+        }
+    );
+    assert_eq!(
+        from_stack,
+        Flags {
+            syn: 0,
+            syn_ack: 1,
+            fin: 1,
+            rst: 0
+        }
+    );
 }
 
 #[test]
@@ -65,15 +84,26 @@ fn sixty_four_concurrent_clients_with_backlog_eight_are_all_served() {
                 })
             })
             .collect();
-        threads.into_iter().map(|t| t.join().expect("client thread")).collect::<Vec<_>>()
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("client thread"))
+            .collect::<Vec<_>>()
     });
-    let failures: Vec<_> = results.iter().enumerate().filter(|(_, r)| !matches!(r, Ok(true))).collect();
+    let failures: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !matches!(r, Ok(true)))
+        .collect();
     assert!(failures.is_empty(), "clients that failed: {failures:?}");
     std::thread::sleep(Duration::from_millis(100));
     let (stack, echo) = server.stop();
     assert_eq!(echo.accepted, CLIENTS as u64);
     assert_eq!(stack.stats().tcp_accepted, CLIENTS as u64);
-    assert_eq!(stack.stats().tcp_syn_backlog_full, 0, "no SYN may be reset while the application accepts");
+    assert_eq!(
+        stack.stats().tcp_syn_backlog_full,
+        0,
+        "no SYN may be reset while the application accepts"
+    );
 }
 
 #[test]
@@ -82,7 +112,9 @@ fn ustack_connects_to_a_kernel_listener_and_exchanges_1_mib() {
         return;
     }
     let mut link = TapLink::new();
-    let listener = link.ns.run(|| TcpListener::bind((HOST_IP, 0)).expect("kernel listener"));
+    let listener = link
+        .ns
+        .run(|| TcpListener::bind((HOST_IP, 0)).expect("kernel listener"));
     let port = listener.local_addr().unwrap().port();
     // The kernel side echoes whatever it gets, then closes.
     let kernel = std::thread::spawn(move || -> std::io::Result<(u64, SocketAddr)> {
@@ -93,9 +125,16 @@ fn ustack_connects_to_a_kernel_listener_and_exchanges_1_mib() {
         s.shutdown(std::net::Shutdown::Write)?;
         Ok((n, peer))
     });
-    let stack = Stack::new(support::config(), link.take_device(), ustack::runtime::now()).unwrap();
+    let stack = Stack::new(
+        support::config(),
+        link.take_device(),
+        ustack::runtime::now(),
+    )
+    .unwrap();
     let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
-    let mut conn = shared.connect(SocketAddr::from((HOST_IP, port))).expect("ustack connect");
+    let mut conn = shared
+        .connect(SocketAddr::from((HOST_IP, port)))
+        .expect("ustack connect");
     conn.set_read_timeout(Some(TIMEOUT));
     let data = random_bytes(3, 1024 * 1024);
     let mut got = Vec::new();
@@ -114,7 +153,11 @@ fn ustack_connects_to_a_kernel_listener_and_exchanges_1_mib() {
     let (n, peer) = kernel.join().unwrap().unwrap();
     assert_eq!(n, data.len() as u64);
     assert_eq!(peer.ip(), std::net::IpAddr::from(ustack_tests::STACK_IP));
-    assert!(peer.port() >= 49152, "ephemeral port {} outside 49152..", peer.port());
+    assert!(
+        peer.port() >= 49152,
+        "ephemeral port {} outside 49152..",
+        peer.port()
+    );
     drop(conn);
     shared.shutdown();
 }
@@ -127,7 +170,8 @@ fn kernel_connect_to_a_closed_ustack_port_is_refused() {
     let mut link = TapLink::new();
     let server = EchoServer::start(link.take_device(), 4);
     let err = link.ns.run(|| {
-        TcpStream::connect_timeout(&SocketAddr::from((ustack_tests::STACK_IP, 81)), TIMEOUT).expect_err("port 81 is closed")
+        TcpStream::connect_timeout(&SocketAddr::from((ustack_tests::STACK_IP, 81)), TIMEOUT)
+            .expect_err("port 81 is closed")
     });
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
     drop(server);

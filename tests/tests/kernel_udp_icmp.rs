@@ -66,9 +66,16 @@ fn kernel_ping_is_answered() {
     }
     let mut link = TapLink::new();
     let server = EchoServer::start(link.take_device(), 4);
-    let out = link.ns.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &STACK_IP.to_string()]);
+    let out = link.ns.exec(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", &STACK_IP.to_string()],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "ping failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ping failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("3 packets transmitted, 3 received"), "{text}");
     let (stack, _) = server.stop();
     // ARP request + 3 echo requests at least.

@@ -35,8 +35,28 @@ fn pcap_of_an_echo_run_holds_the_handshake_and_fins_and_every_frame() {
     let file = std::fs::File::open(&path).unwrap();
     let (from_stack, from_kernel, frames) = tcp_flags(std::io::BufReader::new(file));
     let _ = std::fs::remove_file(&path);
-    assert_eq!(from_kernel, Flags { syn: 1, syn_ack: 0, fin: 1, rst: 0 });
-    assert_eq!(from_stack, Flags { syn: 0, syn_ack: 1, fin: 1, rst: 0 });
+    assert_eq!(
+        from_kernel,
+        Flags {
+            syn: 1,
+            syn_ack: 0,
+            fin: 1,
+            rst: 0
+        }
+    );
+    assert_eq!(
+        from_stack,
+        Flags {
+            syn: 0,
+            syn_ack: 1,
+            fin: 1,
+            rst: 0
+        }
+    );
     assert_eq!(frames as u64, recorded);
-    assert_eq!(frames as u64, tap.rx_frames + tap.tx_frames, "pcap frames vs frames the TAP moved");
+    assert_eq!(
+        frames as u64,
+        tap.rx_frames + tap.tx_frames,
+        "pcap frames vs frames the TAP moved"
+    );
 }

@@ -40,11 +40,17 @@ fn run(args: &TapArgs) -> Result<(), String> {
         .ipv6_autoconf(false)
         .create()
         .map_err(|e| format!("cannot set up TAP {}: {e}", args.tap))?;
-    info!("TAP {} up, host side {} (mtu {})", tap.name(), args.host_cidr, tap.mtu());
+    info!(
+        "TAP {} up, host side {} (mtu {})",
+        tap.name(),
+        args.host_cidr,
+        tap.mtu()
+    );
     let config = Config::new(STACK_MAC, args.stack_cidr()).seed(seed());
     match &args.pcap {
         Some(path) => {
-            let dev = PcapRecorder::create(tap, path).map_err(|e| format!("cannot create pcap {path}: {e}"))?;
+            let dev = PcapRecorder::create(tap, path)
+                .map_err(|e| format!("cannot create pcap {path}: {e}"))?;
             info!("recording frames to {path}");
             serve(config, dev, args)
         }
@@ -56,10 +62,15 @@ fn serve<D: Device + AsRawFd>(config: Config, device: D, args: &TapArgs) -> Resu
     let mut stack = Stack::new(config, device, runtime::now()).map_err(|e| e.to_string())?;
     let mut echo = Echo::bind(&mut stack, 7, 64).map_err(|e| format!("cannot bind port 7: {e}"))?;
     info!("ustack at {}: TCP and UDP echo on port 7", args.stack_ip);
-    info!("try: nc {} 7    (Ctrl-C to stop; the TAP interface is removed on exit)", args.stack_ip);
+    info!(
+        "try: nc {} 7    (Ctrl-C to stop; the TAP interface is removed on exit)",
+        args.stack_ip
+    );
     let stop = stop_flag();
-    runtime::run(&mut stack, PollMode::Block, stop, |s, ev| echo.on_event(s, ev))
-        .map_err(|e| format!("poll loop failed: {e}"))?;
+    runtime::run(&mut stack, PollMode::Block, stop, |s, ev| {
+        echo.on_event(s, ev)
+    })
+    .map_err(|e| format!("poll loop failed: {e}"))?;
     let s = stack.stats();
     info!(
         "stopping: {} connections served, {} bytes and {} datagrams echoed; {} frames in, {} out, {} dropped",
@@ -74,6 +85,8 @@ fn serve<D: Device + AsRawFd>(config: Config, device: D, args: &TapArgs) -> Resu
 }
 
 fn seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     t.as_nanos() as u64 ^ u64::from(std::process::id())
 }

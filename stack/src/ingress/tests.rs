@@ -7,10 +7,10 @@ use std::vec::Vec;
 
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
-    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Address,
-    Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber, UdpPacket, UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
+    Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket,
+    TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
 use super::*;
@@ -46,13 +46,21 @@ fn dropped(reason: DropReason) -> Verdict {
 
 fn ethernet(ethertype: EthernetProtocol, payload_len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; ETH + payload_len];
-    let repr = EthernetRepr { src_addr: PEER_MAC, dst_addr: OUR_MAC, ethertype };
+    let repr = EthernetRepr {
+        src_addr: PEER_MAC,
+        dst_addr: OUR_MAC,
+        ethertype,
+    };
     repr.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     buf
 }
 
 /// An IPv4 frame from PEER4 to OUR4 whose transport payload `fill` writes.
-fn ipv4_frame(proto: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8], IpAddress, IpAddress)) -> Vec<u8> {
+fn ipv4_frame(
+    proto: IpProtocol,
+    l4_len: usize,
+    fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
+) -> Vec<u8> {
     let mut buf = ethernet(EthernetProtocol::Ipv4, IP4 + l4_len);
     let repr = Ipv4Repr {
         src_addr: PEER4,
@@ -63,12 +71,20 @@ fn ipv4_frame(proto: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8], IpA
     };
     let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH..]);
     repr.emit(&mut ip, &caps());
-    fill(ip.payload_mut(), IpAddress::Ipv4(PEER4), IpAddress::Ipv4(OUR4));
+    fill(
+        ip.payload_mut(),
+        IpAddress::Ipv4(PEER4),
+        IpAddress::Ipv4(OUR4),
+    );
     buf
 }
 
 /// An IPv6 frame from PEER6 to OUR6 whose transport payload `fill` writes.
-fn ipv6_frame(proto: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8], IpAddress, IpAddress)) -> Vec<u8> {
+fn ipv6_frame(
+    proto: IpProtocol,
+    l4_len: usize,
+    fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
+) -> Vec<u8> {
     let mut buf = ethernet(EthernetProtocol::Ipv6, IP6 + l4_len);
     let repr = Ipv6Repr {
         src_addr: PEER6,
@@ -79,7 +95,11 @@ fn ipv6_frame(proto: IpProtocol, l4_len: usize, fill: impl FnOnce(&mut [u8], IpA
     };
     let mut ip = Ipv6Packet::new_unchecked(&mut buf[ETH..]);
     repr.emit(&mut ip);
-    fill(ip.payload_mut(), IpAddress::Ipv6(PEER6), IpAddress::Ipv6(OUR6));
+    fill(
+        ip.payload_mut(),
+        IpAddress::Ipv6(PEER6),
+        IpAddress::Ipv6(OUR6),
+    );
     buf
 }
 
@@ -92,7 +112,11 @@ fn tcp_repr(control: TcpControl, ack: Option<i32>, payload: &[u8]) -> TcpRepr<'_
         ack_number: ack.map(TcpSeqNumber),
         window_len: 4096,
         window_scale: None,
-        max_seg_size: if control == TcpControl::Syn { Some(1460) } else { None },
+        max_seg_size: if control == TcpControl::Syn {
+            Some(1460)
+        } else {
+            None
+        },
         sack_permitted: false,
         sack_ranges: [None; 3],
         timestamp: None,
@@ -120,7 +144,10 @@ fn syn4() -> Vec<u8> {
 
 fn emit_udp(payload: &[u8]) -> impl FnOnce(&mut [u8], IpAddress, IpAddress) + '_ {
     move |buf, src, dst| {
-        let repr = UdpRepr { src_port: PEER_PORT, dst_port: OUR_PORT };
+        let repr = UdpRepr {
+            src_port: PEER_PORT,
+            dst_port: OUR_PORT,
+        };
         repr.emit(
             &mut UdpPacket::new_unchecked(buf),
             &src,
@@ -141,16 +168,29 @@ fn udp6(payload: &[u8]) -> Vec<u8> {
 }
 
 fn icmp4_echo() -> Vec<u8> {
-    let repr = Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"ping" };
+    let repr = Icmpv4Repr::EchoRequest {
+        ident: 0x1234,
+        seq_no: 1,
+        data: b"ping",
+    };
     ipv4_frame(IpProtocol::Icmp, repr.buffer_len(), |buf, _, _| {
         repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps())
     })
 }
 
 fn icmp6_echo() -> Vec<u8> {
-    let repr = Icmpv6Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"ping" };
+    let repr = Icmpv6Repr::EchoRequest {
+        ident: 0x1234,
+        seq_no: 1,
+        data: b"ping",
+    };
     ipv6_frame(IpProtocol::Icmpv6, repr.buffer_len(), |buf, _, _| {
-        repr.emit(&PEER6, &OUR6, &mut Icmpv6Packet::new_unchecked(buf), &caps())
+        repr.emit(
+            &PEER6,
+            &OUR6,
+            &mut Icmpv6Packet::new_unchecked(buf),
+            &caps(),
+        )
     })
 }
 
@@ -173,7 +213,13 @@ fn refill_ipv4_checksum(frame: &mut [u8]) {
 }
 
 fn tcp_info(src: IpAddress, syn: bool, rst: bool) -> TcpInfo {
-    TcpInfo { src, src_port: PEER_PORT, dst_port: OUR_PORT, syn, rst }
+    TcpInfo {
+        src,
+        src_port: PEER_PORT,
+        dst_port: OUR_PORT,
+        syn,
+        rst,
+    }
 }
 
 // ---- valid frames pass --------------------------------------------------------------------
@@ -192,27 +238,42 @@ fn builders_emit_frames_smoltcp_accepts() {
 
 #[test]
 fn tcp_syn_passes_with_exact_info() {
-    assert_eq!(classify(&syn4(), MAX), pass(Some(tcp_info(IpAddress::Ipv4(PEER4), true, false))));
+    assert_eq!(
+        classify(&syn4(), MAX),
+        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), true, false)))
+    );
 }
 
 #[test]
 fn tcp_syn_ack_is_not_a_connection_request() {
     let f = tcp4(TcpControl::Syn, Some(1), &[]);
-    assert_eq!(classify(&f, MAX), pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, false))));
+    assert_eq!(
+        classify(&f, MAX),
+        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, false)))
+    );
 }
 
 #[test]
 fn tcp_rst_is_flagged() {
     let f = tcp4(TcpControl::Rst, None, &[]);
-    assert_eq!(classify(&f, MAX), pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, true))));
+    assert_eq!(
+        classify(&f, MAX),
+        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, true)))
+    );
     let f = tcp4(TcpControl::Rst, Some(5), &[]);
-    assert_eq!(classify(&f, MAX), pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, true))));
+    assert_eq!(
+        classify(&f, MAX),
+        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, true)))
+    );
 }
 
 #[test]
 fn tcp_data_segment_passes() {
     let f = tcp4(TcpControl::Psh, Some(1), b"hello, world");
-    assert_eq!(classify(&f, MAX), pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, false))));
+    assert_eq!(
+        classify(&f, MAX),
+        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, false)))
+    );
 }
 
 #[test]
@@ -234,8 +295,14 @@ fn arp_passes() {
 #[test]
 fn ipv6_tcp_udp_icmp_pass() {
     let src = IpAddress::Ipv6(PEER6);
-    assert_eq!(classify(&tcp6(TcpControl::Syn, None, &[]), MAX), pass(Some(tcp_info(src, true, false))));
-    assert_eq!(classify(&tcp6(TcpControl::Rst, None, &[]), MAX), pass(Some(tcp_info(src, false, true))));
+    assert_eq!(
+        classify(&tcp6(TcpControl::Syn, None, &[]), MAX),
+        pass(Some(tcp_info(src, true, false)))
+    );
+    assert_eq!(
+        classify(&tcp6(TcpControl::Rst, None, &[]), MAX),
+        pass(Some(tcp_info(src, false, true)))
+    );
     assert_eq!(classify(&udp6(b"v6"), MAX), pass(None));
     assert_eq!(classify(&icmp6_echo(), MAX), pass(None));
 }
@@ -253,7 +320,9 @@ fn ethernet_padding_after_the_ip_packet_is_accepted() {
 
 #[test]
 fn unknown_ip_protocol_passes_without_tcp_info() {
-    let f = ipv4_frame(IpProtocol::Unknown(253), 4, |b, _, _| b.copy_from_slice(b"abcd"));
+    let f = ipv4_frame(IpProtocol::Unknown(253), 4, |b, _, _| {
+        b.copy_from_slice(b"abcd")
+    });
     assert_eq!(classify(&f, MAX), pass(None));
 }
 
@@ -272,7 +341,11 @@ fn ipv4_fragments_are_left_to_smoltcp() {
 #[test]
 fn shorter_than_ethernet_header_is_truncated() {
     for n in 0..ETH {
-        assert_eq!(classify(&syn4()[..n], MAX), dropped(DropReason::Truncated), "{n} bytes");
+        assert_eq!(
+            classify(&syn4()[..n], MAX),
+            dropped(DropReason::Truncated),
+            "{n} bytes"
+        );
     }
     // Exactly a header of an unknown type is not truncated.
     let f = ethernet(EthernetProtocol::Unknown(0x88b5), 0);
@@ -330,7 +403,10 @@ fn ipv6_payload_len_beyond_the_buffer_is_truncated() {
 #[test]
 fn short_arp_is_truncated() {
     let f = arp_request();
-    assert_eq!(classify(&f[..ETH + 20], MAX), dropped(DropReason::Truncated));
+    assert_eq!(
+        classify(&f[..ETH + 20], MAX),
+        dropped(DropReason::Truncated)
+    );
     assert_eq!(classify(&f[..ETH + 4], MAX), dropped(DropReason::Truncated));
 }
 
@@ -338,7 +414,10 @@ fn short_arp_is_truncated() {
 fn frame_longer_than_max_len_is_oversize() {
     let f = tcp4(TcpControl::Psh, Some(1), &[0x55; 100]);
     assert_eq!(classify(&f, f.len() - 1), dropped(DropReason::Oversize));
-    assert!(matches!(classify(&f, f.len()), Verdict::Pass { tcp: Some(_) }));
+    assert!(matches!(
+        classify(&f, f.len()),
+        Verdict::Pass { tcp: Some(_) }
+    ));
     // Oversize is decided before anything else is looked at.
     let junk = vec![0xffu8; MAX + 1];
     assert_eq!(classify(&junk, MAX), dropped(DropReason::Oversize));
@@ -423,8 +502,14 @@ fn classify_with_ignored_checksums_passes_bad_checksums() {
     let mut icmp6 = icmp6_echo();
     icmp6[ETH + IP6 + 2] ^= 0x01;
     for f in [&ip, &tcp, &udp, &icmp, &icmp6] {
-        assert!(matches!(classify(f, MAX), Verdict::Drop(DropReason::BadChecksum)));
-        assert!(matches!(classify_with(f, MAX, &ignored), Verdict::Pass { .. }));
+        assert!(matches!(
+            classify(f, MAX),
+            Verdict::Drop(DropReason::BadChecksum)
+        ));
+        assert!(matches!(
+            classify_with(f, MAX, &ignored),
+            Verdict::Pass { .. }
+        ));
     }
     assert_eq!(
         classify_with(&tcp, MAX, &ignored),
@@ -439,10 +524,16 @@ fn classify_with_checks_only_what_the_device_did_not() {
     checks.tcp = Checksum::Tx;
     let mut tcp = syn4();
     tcp[ETH + IP4 + 16] ^= 0x01;
-    assert!(matches!(classify_with(&tcp, MAX, &checks), Verdict::Pass { tcp: Some(_) }));
+    assert!(matches!(
+        classify_with(&tcp, MAX, &checks),
+        Verdict::Pass { tcp: Some(_) }
+    ));
     let mut ip = syn4();
     ip[ETH + 10] ^= 0x01;
-    assert_eq!(classify_with(&ip, MAX, &checks), dropped(DropReason::BadChecksum));
+    assert_eq!(
+        classify_with(&ip, MAX, &checks),
+        dropped(DropReason::BadChecksum)
+    );
 }
 
 // ---- malformed headers --------------------------------------------------------------------
@@ -470,7 +561,11 @@ fn tcp_data_offset_below_five_is_malformed() {
     for offset in 0..5u8 {
         let mut f = syn4();
         f[ETH + IP4 + 12] = (offset << 4) | (f[ETH + IP4 + 12] & 0x0f);
-        assert_eq!(classify(&f, MAX), dropped(DropReason::Malformed), "data offset {offset}");
+        assert_eq!(
+            classify(&f, MAX),
+            dropped(DropReason::Malformed),
+            "data offset {offset}"
+        );
     }
 }
 
@@ -499,14 +594,19 @@ fn every_truncation_of_a_tcp_frame_is_refused() {
     ];
     for f in &frames {
         let ip_end = match EthernetFrame::new_checked(&f[..]).unwrap().ethertype() {
-            EthernetProtocol::Ipv4 => ETH + usize::from(Ipv4Packet::new_checked(&f[ETH..]).unwrap().total_len()),
+            EthernetProtocol::Ipv4 => {
+                ETH + usize::from(Ipv4Packet::new_checked(&f[ETH..]).unwrap().total_len())
+            }
             _ => ETH + IP6 + usize::from(Ipv6Packet::new_checked(&f[ETH..]).unwrap().payload_len()),
         };
         assert_eq!(ip_end, f.len());
         assert!(matches!(classify(f, MAX), Verdict::Pass { tcp: Some(_) }));
         for n in 0..f.len() {
             let prefix = &f[..n];
-            for checks in [ChecksumCapabilities::default(), ChecksumCapabilities::ignored()] {
+            for checks in [
+                ChecksumCapabilities::default(),
+                ChecksumCapabilities::ignored(),
+            ] {
                 let v = classify_with(prefix, MAX, &checks);
                 assert!(
                     matches!(v, Verdict::Drop(_)),
@@ -514,7 +614,11 @@ fn every_truncation_of_a_tcp_frame_is_refused() {
                     f.len()
                 );
             }
-            assert_eq!(classify(prefix, MAX), dropped(DropReason::Truncated), "{n}-byte prefix");
+            assert_eq!(
+                classify(prefix, MAX),
+                dropped(DropReason::Truncated),
+                "{n}-byte prefix"
+            );
         }
     }
 }

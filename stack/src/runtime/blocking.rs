@@ -40,20 +40,29 @@ impl<D: Device> Inner<D> {
         deadline: Option<StdInstant>,
     ) -> io::Result<MutexGuard<'g, Stack<'static, D>>> {
         if self.stop.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the ustack poll thread has stopped"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the ustack poll thread has stopped",
+            ));
         }
         let slice = StdDuration::from_millis(50);
         let timeout = match deadline {
             Some(d) => {
                 let left = d.saturating_duration_since(StdInstant::now());
                 if left.is_zero() {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "ustack socket operation timed out"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "ustack socket operation timed out",
+                    ));
                 }
                 left.min(slice)
             }
             None => slice,
         };
-        let (g, _) = self.cond.wait_timeout(guard, timeout).unwrap_or_else(|e| e.into_inner());
+        let (g, _) = self
+            .cond
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(|e| e.into_inner());
         Ok(g)
     }
 
@@ -108,7 +117,9 @@ pub struct SharedStack<D: Device> {
 
 impl<D: Device> Clone for SharedStack<D> {
     fn clone(&self) -> Self {
-        SharedStack { inner: self.inner.clone() }
+        SharedStack {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -166,20 +177,32 @@ impl<D: Device> SharedStack<D> {
     /// Listens on `port` with `backlog`.
     pub fn listen(&self, port: u16, backlog: usize) -> io::Result<TcpListener<D>> {
         let l = self.with(|s| s.listen(port, backlog))?;
-        Ok(TcpListener { inner: self.inner.clone(), listener: l })
+        Ok(TcpListener {
+            inner: self.inner.clone(),
+            listener: l,
+        })
     }
 
     /// Binds a UDP socket.
     pub fn udp_bind(&self, port: u16) -> io::Result<UdpSocket<D>> {
         let h = self.with(|s| s.udp_bind(port))?;
-        Ok(UdpSocket { inner: self.inner.clone(), h, timeout: None })
+        Ok(UdpSocket {
+            inner: self.inner.clone(),
+            h,
+            timeout: None,
+        })
     }
 
     /// Stops the poll thread and waits for it. Sockets fail with `BrokenPipe` afterwards.
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);
         self.inner.kick();
-        let t = self.inner.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let t = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(t) = t {
             let _ = t.join();
         }
@@ -227,7 +250,12 @@ pub struct TcpStream<D: Device> {
 
 impl<D: Device> TcpStream<D> {
     fn new(inner: Arc<Inner<D>>, h: TcpHandle) -> Self {
-        TcpStream { inner, h, read_timeout: None, write_timeout: None }
+        TcpStream {
+            inner,
+            h,
+            read_timeout: None,
+            write_timeout: None,
+        }
     }
 
     /// The handle inside the stack.
@@ -288,14 +316,16 @@ fn deadline(t: Option<StdDuration>) -> Option<StdInstant> {
 impl<D: Device> Read for TcpStream<D> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let h = self.h;
-        self.inner.blocking(deadline(self.read_timeout), |s| s.tcp_read(h, buf))
+        self.inner
+            .blocking(deadline(self.read_timeout), |s| s.tcp_read(h, buf))
     }
 }
 
 impl<D: Device> Write for TcpStream<D> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let h = self.h;
-        self.inner.blocking(deadline(self.write_timeout), |s| s.tcp_write(h, buf))
+        self.inner
+            .blocking(deadline(self.write_timeout), |s| s.tcp_write(h, buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -328,7 +358,9 @@ impl<D: Device> TcpListener<D> {
     /// Like [`accept`](Self::accept), giving up after `timeout`.
     pub fn accept_timeout(&self, timeout: StdDuration) -> io::Result<TcpStream<D>> {
         let l = self.listener;
-        let h = self.inner.blocking(deadline(Some(timeout)), |s| s.accept(l))?;
+        let h = self
+            .inner
+            .blocking(deadline(Some(timeout)), |s| s.accept(l))?;
         Ok(TcpStream::new(self.inner.clone(), h))
     }
 }
@@ -351,14 +383,16 @@ impl<D: Device> UdpSocket<D> {
     /// Sends one datagram, waiting for queue space.
     pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         let (h, ep) = (self.h, IpEndpoint::from(to));
-        self.inner.blocking(deadline(self.timeout), |s| s.udp_send_to(h, buf, ep))?;
+        self.inner
+            .blocking(deadline(self.timeout), |s| s.udp_send_to(h, buf, ep))?;
         Ok(buf.len())
     }
 
     /// Receives one datagram.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, UdpMeta)> {
         let h = self.h;
-        self.inner.blocking(deadline(self.timeout), |s| s.udp_recv_from(h, buf))
+        self.inner
+            .blocking(deadline(self.timeout), |s| s.udp_recv_from(h, buf))
     }
 
     /// Limits how long `send_to` and `recv_from` block.

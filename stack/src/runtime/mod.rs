@@ -44,15 +44,28 @@ pub fn now() -> Instant {
 /// use ustack::smoltcp::time::Duration;
 /// wait(0, None, Some(Duration::from_millis(10)), PollMode::Block).unwrap();
 /// ```
-pub fn wait(fd: RawFd, extra: Option<RawFd>, delay: Option<Duration>, mode: PollMode) -> io::Result<()> {
+pub fn wait(
+    fd: RawFd,
+    extra: Option<RawFd>,
+    delay: Option<Duration>,
+    mode: PollMode,
+) -> io::Result<()> {
     let delay = delay.map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP));
     if mode == PollMode::BusyPoll || delay == Duration::ZERO {
         std::hint::spin_loop();
         return Ok(());
     }
     let mut fds = [
-        libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: extra.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: extra.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     let micros = delay.total_micros();
     let ts = libc::timespec {
@@ -82,7 +95,12 @@ pub fn wait(fd: RawFd, extra: Option<RawFd>, delay: Option<Duration>, mode: Poll
 /// }).unwrap();
 /// # }
 /// ```
-pub fn run<D, F>(stack: &mut Stack<'_, D>, mode: PollMode, stop: &AtomicBool, mut on_event: F) -> io::Result<()>
+pub fn run<D, F>(
+    stack: &mut Stack<'_, D>,
+    mode: PollMode,
+    stop: &AtomicBool,
+    mut on_event: F,
+) -> io::Result<()>
 where
     D: Device + AsRawFd,
     F: FnMut(&mut Stack<'_, D>, Event),

@@ -12,14 +12,16 @@ use std::thread::JoinHandle;
 
 use ustack::runtime::{self, PollMode};
 use ustack::smoltcp::phy::Device;
-use ustack::smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, IpProtocol, TcpPacket};
+use ustack::smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Cidr, Ipv4Packet, TcpPacket,
+};
 use ustack::{Config, Stack};
 use ustack_examples::echo::{Echo, EchoStats};
 use ustack_tests::{STACK_IP, STACK_MAC};
 
 /// ustack's configuration on a [`ustack_tests::TapLink`].
 pub fn config() -> Config {
-    Config::new(STACK_MAC, Ipv4Cidr::new(Ipv4Address::from(STACK_IP), ustack_tests::PREFIX_LEN)).seed(0x5eed)
+    Config::new(STACK_MAC, Ipv4Cidr::new(STACK_IP, ustack_tests::PREFIX_LEN)).seed(0x5eed)
 }
 
 /// The kernel's view of ustack's echo port.
@@ -40,10 +42,16 @@ impl<D: Device + AsRawFd + Send + 'static> EchoServer<D> {
         let thread = std::thread::spawn(move || {
             let mut stack = Stack::new(config(), device, runtime::now()).expect("stack");
             let mut echo = Echo::bind(&mut stack, 7, backlog).expect("bind echo");
-            runtime::run(&mut stack, PollMode::Block, &flag, |s, ev| echo.on_event(s, ev)).expect("poll loop");
+            runtime::run(&mut stack, PollMode::Block, &flag, |s, ev| {
+                echo.on_event(s, ev)
+            })
+            .expect("poll loop");
             (stack, echo.stats())
         });
-        EchoServer { stop, thread: Some(thread) }
+        EchoServer {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -94,16 +102,26 @@ pub fn tcp_flags(pcap: impl Read) -> (Flags, Flags, usize) {
     while let Some(pkt) = reader.next_packet() {
         let pkt = pkt.expect("a readable pcap record");
         frames += 1;
-        let Ok(eth) = EthernetFrame::new_checked(&pkt.data[..]) else { continue };
+        let Ok(eth) = EthernetFrame::new_checked(&pkt.data[..]) else {
+            continue;
+        };
         if eth.ethertype() != EthernetProtocol::Ipv4 {
             continue;
         }
-        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { continue };
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+            continue;
+        };
         if ip.next_header() != IpProtocol::Tcp {
             continue;
         }
-        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { continue };
-        let f = if ip.src_addr() == Ipv4Address::from(STACK_IP) { &mut from_stack } else { &mut from_kernel };
+        let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+            continue;
+        };
+        let f = if ip.src_addr() == STACK_IP {
+            &mut from_stack
+        } else {
+            &mut from_kernel
+        };
         match (tcp.syn(), tcp.ack()) {
             (true, false) => f.syn += 1,
             (true, true) => f.syn_ack += 1,

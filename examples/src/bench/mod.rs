@@ -1,0 +1,147 @@
+//! Pieces of the `bench_tcp` binary: namespaces and links, the kernel peer, and the three
+//! userspace/kernel contenders (ustack, plain smoltcp, kernel over veth).
+
+pub mod kernel;
+pub mod net;
+pub mod smoltcp_flow;
+pub mod ustack_flow;
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Host (kernel) side of the TAP, inside its namespace.
+pub const HOST_IP: [u8; 4] = [10, 7, 0, 1];
+/// The userspace stack's address on the TAP.
+pub const USER_IP: [u8; 4] = [10, 7, 0, 2];
+/// MAC of the userspace stack.
+pub const USER_MAC: [u8; 6] = [0x02, 0x00, 0x75, 0x62, 0x65, 0x6e];
+/// Port the userspace stack listens on (kernel → userspace flow).
+pub const SINK_PORT: u16 = 5001;
+/// Port the kernel listens on (userspace → kernel flow).
+pub const SOURCE_PORT: u16 = 5002;
+/// Chunk the kernel side reads and writes with, as smoltcp's `examples/benchmark.rs` does.
+pub const KERNEL_CHUNK: usize = 1_000_000;
+
+/// Which way the bulk data flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// The kernel writes, the stack under test reads.
+    KernelToUser,
+    /// The stack under test writes, the kernel reads.
+    UserToKernel,
+}
+
+impl fmt::Display for Dir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dir::KernelToUser => "kernel → userspace",
+            Dir::UserToKernel => "userspace → kernel",
+        })
+    }
+}
+
+/// Frame and loop counters of one transfer over a TAP (none for veth).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// Frames the userspace stack read from the TAP (host-side TX packets).
+    pub frames_in: u64,
+    /// Frames the userspace stack wrote to the TAP (host-side RX packets).
+    pub frames_out: u64,
+    /// Frames the kernel dropped on the host side (both directions), e.g. a full TAP queue.
+    pub host_drops: u64,
+    /// Iterations of the userspace poll loop.
+    pub polls: u64,
+    /// Of those, iterations that slept in `poll(2)`/`select(2)`.
+    pub sleeps: u64,
+}
+
+impl Counters {
+    /// Syscalls of the userspace side, estimated: one `read`/`write` per frame, one failed
+    /// `read` (EAGAIN) ending each poll's receive loop, and one sleep call per sleep.
+    pub fn syscalls_estimate(&self) -> u64 {
+        self.frames_in + self.frames_out + self.polls + self.sleeps
+    }
+}
+
+/// The result of one bulk transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// From the receiver's first byte to its last.
+    pub elapsed: Duration,
+    /// TAP and loop counters, when the flow ran over a TAP.
+    pub counters: Option<Counters>,
+}
+
+impl Outcome {
+    /// Throughput in Gbit/s (10^9 bits per second).
+    pub fn gbps(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e9
+    }
+}
+
+/// Limits every transfer shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Payload bytes per transfer.
+    pub bytes: u64,
+    /// Longest a transfer (including setup) may take before it is aborted.
+    pub timeout: Duration,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set a flag that every loop checks, so Ctrl-C unwinds normally and
+/// the namespace, TAP and veth guards remove what they created.
+pub fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether Ctrl-C (or SIGTERM) was received.
+pub fn interrupted() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// A deadline for one transfer; [`check`](Self::check) fails once it passed or on Ctrl-C.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    what: &'static str,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// A deadline `timeout` from now for the transfer described by `what`.
+    pub fn new(timeout: Duration, what: &'static str) -> Self {
+        Deadline { at: Instant::now() + timeout, what, timeout }
+    }
+
+    /// Fails with a clear error when the deadline passed or the user interrupted.
+    pub fn check(&self) -> io::Result<()> {
+        if interrupted() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted (Ctrl-C)"));
+        }
+        if Instant::now() >= self.at {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{}: no completion within {:?}; aborting this transfer (raise --timeout for slow machines)",
+                    self.what, self.timeout
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! Network namespaces, veth pairs and host-side counters, all through iproute2, each removed
+//! again by a guard's `Drop` (which also runs on errors and panics).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+
+/// Runs `ip [-n ns] args...`; a failure quotes the command and its stderr.
+pub fn ip(ns: Option<&str>, args: &[&str]) -> io::Result<String> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(args);
+    let shown = match ns {
+        Some(ns) => format!("ip -n {ns} {}", args.join(" ")),
+        None => format!("ip {}", args.join(" ")),
+    };
+    let out = cmd
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run `{shown}`: {e} (is iproute2 installed?)")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "`{shown}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace that exists as long as this guard does.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` (deleting a stale one of the same name first) with `lo` up.
+    pub fn create(name: &str) -> io::Result<Netns> {
+        if std::path::Path::new("/var/run/netns").join(name).exists() {
+            log::warn!("netns {name} exists (left over from a killed run?); deleting it");
+            let _ = ip(None, &["netns", "del", name]);
+        }
+        ip(None, &["netns", "add", name])?;
+        let ns = Netns { name: name.to_owned() };
+        ip(Some(name), &["link", "set", "lo", "up"])?;
+        log::debug!("netns {name}: created");
+        Ok(ns)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace also destroys every interface in it (veth ends, moved TAPs).
+        match ip(None, &["netns", "del", &self.name]) {
+            Ok(_) => log::debug!("netns {}: deleted", self.name),
+            Err(e) => log::warn!("netns {}: cleanup failed: {e}", self.name),
+        }
+    }
+}
+
+/// Moves the calling thread into namespace `ns` (threads switch network namespace one by one).
+pub fn enter(ns: &str) -> io::Result<()> {
+    let path = format!("/var/run/netns/{ns}");
+    let f = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
+    // SAFETY: `f` is an open namespace file for the duration of the call.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("setns({path}): {e}")));
+    }
+    Ok(())
+}
+
+/// Two namespaces joined by a veth pair: `a` holds `10.8.0.1/24`, `b` holds `10.8.0.2/24`.
+#[derive(Debug)]
+pub struct VethPair {
+    // Field order is drop order: nothing else to tear down, the namespaces take the veth along.
+    /// First namespace.
+    pub a: Netns,
+    /// Second namespace.
+    pub b: Netns,
+}
+
+/// Address of the veth end in namespace `a`.
+pub const VETH_A_IP: [u8; 4] = [10, 8, 0, 1];
+/// Address of the veth end in namespace `b`.
+pub const VETH_B_IP: [u8; 4] = [10, 8, 0, 2];
+
+impl VethPair {
+    /// Creates both namespaces and the veth pair between them, with addresses, links up.
+    pub fn create(prefix: &str) -> io::Result<VethPair> {
+        let a = Netns::create(&format!("{prefix}-va"))?;
+        let b = Netns::create(&format!("{prefix}-vb"))?;
+        // Created directly inside the namespaces, so it never appears in the root namespace.
+        ip(Some(a.name()), &["link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", b.name()])?;
+        ip(Some(a.name()), &["addr", "add", "10.8.0.1/24", "dev", "veth-a"])?;
+        ip(Some(b.name()), &["addr", "add", "10.8.0.2/24", "dev", "veth-b"])?;
+        ip(Some(a.name()), &["link", "set", "veth-a", "up"])?;
+        ip(Some(b.name()), &["link", "set", "veth-b", "up"])?;
+        Ok(VethPair { a, b })
+    }
+}
+
+/// Moves a TAP created in the root namespace into `ns`, gives it `cidr` and brings it up.
+/// The TAP itself disappears when its (non-persistent) descriptor is closed.
+pub fn move_tap_into(tap: &str, ns: &Netns, cidr: &str) -> io::Result<()> {
+    ip(None, &["link", "set", tap, "netns", ns.name()])?;
+    // No IPv6 link-local address: the link carries only the benchmark's traffic.
+    ip(Some(ns.name()), &["link", "set", tap, "addrgenmode", "none"])?;
+    ip(Some(ns.name()), &["addr", "add", cidr, "dev", tap])?;
+    ip(Some(ns.name()), &["link", "set", tap, "up"])?;
+    Ok(())
+}
+
+/// Host-side counters of an interface: (rx packets, tx packets, rx+tx dropped).
+pub fn link_counters(ns: &str, dev: &str) -> io::Result<(u64, u64, u64)> {
+    let out = ip(Some(ns), &["-s", "link", "show", "dev", dev])?;
+    // Format: a line starting with "RX:" (column names), then one with the numbers:
+    // bytes packets errors dropped ...; the same for "TX:".
+    let mut lines = out.lines().map(str::trim);
+    let mut rx = None;
+    let mut tx = None;
+    while let Some(l) = lines.next() {
+        let which = if l.starts_with("RX:") {
+            &mut rx
+        } else if l.starts_with("TX:") {
+            &mut tx
+        } else {
+            continue;
+        };
+        let nums: Vec<u64> = lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        if nums.len() >= 4 {
+            *which = Some((nums[1], nums[3]));
+        }
+    }
+    match (rx, tx) {
+        (Some((rxp, rxd)), Some((txp, txd))) => Ok((rxp, txp, rxd + txd)),
+        _ => Err(io::Error::other(format!("cannot parse `ip -s link show dev {dev}` output"))),
+    }
+}

@@ -1,0 +1,216 @@
+//! The ustack rows: a `Stack` over a `TapDevice` on this thread, the kernel in a namespace.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use ustack::runtime::{self, PollMode};
+use ustack::smoltcp::time::Duration as SDuration;
+use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+use ustack::{Config, Error, Ready, Stack, TcpHandle, TcpOptions, Token};
+use ustack_drivers::TapDevice;
+
+use super::kernel::{spawn_reader, spawn_writer, wait_ready};
+use super::net::{link_counters, Netns};
+use super::{Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC};
+
+/// Settings of the ustack side.
+#[derive(Debug, Clone, Copy)]
+pub struct UstackSettings {
+    /// Receive buffer (and advertised window) of the connection.
+    pub rx_buffer: usize,
+    /// Transmit buffer of the connection.
+    pub tx_buffer: usize,
+    /// Spin instead of sleeping in `poll(2)`.
+    pub busy_poll: bool,
+}
+
+/// Bytes per `tcp_read`/`tcp_write` call.
+const APP_CHUNK: usize = 64 * 1024;
+
+fn io_err(what: &str, e: Error) -> io::Error {
+    io::Error::other(format!("ustack: {what}: {e}"))
+}
+
+/// Runs one bulk transfer between ustack and the kernel over a fresh TAP and namespace.
+pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> io::Result<Outcome> {
+    let deadline = Deadline::new(limits.timeout, "ustack transfer");
+    let ns = Netns::create(&format!("{prefix}-u"))?;
+    let tap_name = format!("{prefix}u");
+    let tap = TapDevice::builder(&tap_name)
+        .netns(ns.name())
+        .host_addr(&format!("{}/24", std::net::Ipv4Addr::from(HOST_IP)))
+        .ipv6_autoconf(false)
+        .create()?;
+    let mut config = Config::new(USER_MAC, Ipv4Cidr::new(Ipv4Address::from(USER_IP), 24)).seed(seed());
+    config.tcp = TcpOptions {
+        rx_buffer: settings.rx_buffer,
+        tx_buffer: settings.tx_buffer,
+        ..TcpOptions::default()
+    };
+    let mut stack = Stack::new(config, tap, runtime::now()).map_err(|e| io_err("new stack", e))?;
+    let mode = if settings.busy_poll { PollMode::BusyPoll } else { PollMode::Block };
+    let mut loop_ = Loop { mode, counters: Counters::default() };
+
+    let elapsed = match dir {
+        Dir::KernelToUser => {
+            let listener = stack.listen(SINK_PORT, 1).map_err(|e| io_err("listen", e))?;
+            let writer = spawn_writer(ns.name(), SocketAddrV4::new(USER_IP.into(), SINK_PORT), limits, deadline);
+            let mut conn: Option<TcpHandle> = None;
+            let mut buf = vec![0u8; APP_CHUNK];
+            let (mut got, mut start, mut end) = (0u64, None::<Instant>, None);
+            loop {
+                deadline.check()?;
+                if writer.is_finished() {
+                    if end.is_some() {
+                        break;
+                    }
+                    writer.finish()?;
+                    return Err(io::Error::other("kernel writer finished before ustack saw EOF"));
+                }
+                loop_.step(&mut stack, &deadline, |stack, ev| {
+                    match ev.token {
+                        Token::Listener(l) if conn.is_none() => match stack.accept(l) {
+                            Ok(h) => conn = Some(h),
+                            Err(Error::WouldBlock) => {}
+                            Err(e) => return Err(io_err("accept", e)),
+                        },
+                        Token::Tcp(h) if Some(h) == conn && end.is_none() => {
+                            if !ev.ready.contains(Ready::READABLE) {
+                                return Ok(());
+                            }
+                            loop {
+                                match stack.tcp_read(h, &mut buf) {
+                                    Ok(0) => {
+                                        if got != limits.bytes {
+                                            return Err(io::Error::other(format!(
+                                                "EOF after {got} of {} bytes",
+                                                limits.bytes
+                                            )));
+                                        }
+                                        end = Some(Instant::now());
+                                        stack.tcp_close(h).map_err(|e| io_err("close", e))?;
+                                        break;
+                                    }
+                                    Ok(n) => {
+                                        start.get_or_insert_with(Instant::now);
+                                        got += n as u64;
+                                    }
+                                    Err(Error::WouldBlock) => break,
+                                    Err(e) => return Err(io_err(&format!("read after {got} bytes"), e)),
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+            }
+            writer.finish()?;
+            match (start, end) {
+                (Some(s), Some(e)) => e - s,
+                _ => return Err(io::Error::other("no data received")),
+            }
+        }
+        Dir::UserToKernel => {
+            let (tx, rx) = mpsc::channel();
+            let addr = SocketAddrV4::new(HOST_IP.into(), SOURCE_PORT);
+            let reader = spawn_reader(ns.name(), addr, limits, deadline, tx);
+            wait_ready(&rx, &deadline)?;
+            let remote = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(HOST_IP)), SOURCE_PORT);
+            let h = stack.connect(remote).map_err(|e| io_err("connect", e))?;
+            let buf = vec![0xa5u8; APP_CHUNK];
+            let mut sent = 0u64;
+            let mut shut = false;
+            while !reader.is_finished() {
+                deadline.check()?;
+                loop_.step(&mut stack, &deadline, |stack, ev| {
+                    if ev.token != Token::Tcp(h) || shut {
+                        return Ok(());
+                    }
+                    if ev.ready.contains(Ready::ERROR) || ev.ready.contains(Ready::CLOSED) {
+                        return Err(io::Error::other(format!(
+                            "connection ended after {sent} bytes: {:?}",
+                            stack.tcp_write(h, &buf[..1]).err()
+                        )));
+                    }
+                    if !(ev.ready.contains(Ready::WRITABLE) || ev.ready.contains(Ready::CONNECTED)) {
+                        return Ok(());
+                    }
+                    while sent < limits.bytes {
+                        let n = (limits.bytes - sent).min(buf.len() as u64) as usize;
+                        match stack.tcp_write(h, &buf[..n]) {
+                            Ok(k) => sent += k as u64,
+                            Err(Error::WouldBlock) => break,
+                            Err(e) => return Err(io_err(&format!("write after {sent} bytes"), e)),
+                        }
+                    }
+                    if sent == limits.bytes {
+                        stack.tcp_shutdown_write(h).map_err(|e| io_err("shutdown", e))?;
+                        shut = true;
+                    }
+                    Ok(())
+                })?;
+            }
+            reader.finish()?
+        }
+    };
+
+    let mut counters = loop_.counters;
+    let tap_stats = stack.device().stats();
+    match link_counters(ns.name(), &tap_name) {
+        Ok((host_rx, host_tx, drops)) => {
+            counters.frames_in = host_tx;
+            counters.frames_out = host_rx;
+            counters.host_drops = drops;
+        }
+        Err(e) => {
+            log::warn!("{e}; using the TAP device's own counters");
+            counters.frames_in = tap_stats.rx_frames;
+            counters.frames_out = tap_stats.tx_frames;
+        }
+    }
+    let s = stack.stats();
+    log::info!(
+        "ustack {dir}: tap rx {} tx {} (tx dropped {}), ingress drops {}",
+        tap_stats.rx_frames,
+        tap_stats.tx_frames,
+        tap_stats.tx_dropped,
+        s.rx_dropped()
+    );
+    Ok(Outcome { bytes: limits.bytes, elapsed, counters: Some(counters) })
+}
+
+/// One iteration of the event loop at a time, counting polls and sleeps.
+struct Loop {
+    mode: PollMode,
+    counters: Counters,
+}
+
+impl Loop {
+    /// poll → every event through `on_event` → poll_delay → wait.
+    fn step<D, F>(&mut self, stack: &mut Stack<'_, D>, deadline: &Deadline, mut on_event: F) -> io::Result<()>
+    where
+        D: ustack::smoltcp::phy::Device + AsRawFd,
+        F: FnMut(&mut Stack<'_, D>, ustack::Event) -> io::Result<()>,
+    {
+        stack.poll(runtime::now());
+        self.counters.polls += 1;
+        while let Some(ev) = stack.next_event() {
+            on_event(stack, ev)?;
+        }
+        let delay = stack.poll_delay(runtime::now());
+        if self.mode == PollMode::Block && delay != Some(SDuration::ZERO) {
+            self.counters.sleeps += 1;
+        }
+        deadline.check()?;
+        runtime::wait(stack.device().as_raw_fd(), None, delay, self.mode)
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    t.as_nanos() as u64 ^ u64::from(std::process::id())
+}
