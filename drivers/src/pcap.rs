@@ -569,7 +569,7 @@ mod tests {
     }
 
     #[test]
-    fn create_writes_a_file_tcpdump_can_read() {
+    fn create_writes_a_readable_file() {
         let path = std::env::temp_dir().join(format!("ustack-drivers-{}.pcap", std::process::id()));
         let link = PipeLink::<8, 1514>::new();
         let (a, mut b) = link.split();

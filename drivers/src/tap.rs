@@ -554,9 +554,11 @@ impl TapBuilder {
 
     /// With `false`, the host side gets no IPv6 link-local address
     /// (`addrgenmode none`), so the kernel sends no DAD, router solicitation
-    /// or MLD frames on its own and the link carries only the traffic a test
-    /// causes. Addresses given with [`host_addr`](Self::host_addr) still work.
-    /// Default: `true` (kernel default behaviour).
+    /// or MLD frames on its own: an IPv4-only link then carries only the
+    /// traffic a test causes. IPv6 addresses given with
+    /// [`host_addr`](Self::host_addr) still work, but the kernel announces
+    /// their solicited-node groups with two MLDv2 reports (ICMPv6 type 143)
+    /// within about a second of creation. Default: `true` (kernel default).
     ///
     /// # Example
     ///

@@ -252,16 +252,62 @@ fn namespace_deleted_under_the_device() {
     );
 }
 
+/// ICMPv6 type of an MLDv2 report.
+fn is_mld_report(frame: &[u8]) -> bool {
+    frame.len() > 62
+        && frame[12..14] == [0x86, 0xdd]
+        && frame[20] == 0
+        && frame[54] == 58
+        && frame[62] == 143
+}
+
 #[test]
-fn default_ipv6_autoconf_is_noisy() {
+fn ipv6_autoconf_off_keeps_the_link_quiet() {
     if !privileged() {
         return;
     }
     let ns = Ns::new();
-    let name = unique("utn");
-    let mut tap = TapDevice::create_in_netns(&name, &ns.0, "10.7.0.1/24").unwrap();
-    let (_, noise) = wait_for(&mut tap, Duration::from_secs(2), |_| false);
-    eprintln!("noise with IPv6 autoconf: {:?}", describe(&noise));
+    let v4 = unique("utq");
+    let mut quiet = TapBuilder::new(&v4)
+        .netns(&ns.0)
+        .host_addr("10.7.0.1/24")
+        .ipv6_autoconf(false)
+        .create()
+        .unwrap();
+    let v6 = unique("utq");
+    let mut quiet6 = TapBuilder::new(&v6)
+        .netns(&ns.0)
+        .host_addr("10.8.0.1/24")
+        .host_addr("fd00:8::1/64")
+        .ipv6_autoconf(false)
+        .create()
+        .unwrap();
+    let mut noisy = TapDevice::create_in_netns(&unique("utn"), &ns.0, "10.9.0.1/24").unwrap();
+    let (_, chatter) = wait_for(&mut quiet, Duration::from_millis(1500), |_| false);
+    assert!(
+        chatter.is_empty(),
+        "IPv4-only quiet link carried {:?}",
+        describe(&chatter)
+    );
+    // An IPv6 address joins its solicited-node group, which the kernel
+    // announces with MLDv2 reports (hop-by-hop header, then ICMPv6 143).
+    let (_, chatter) = wait_for(&mut quiet6, Duration::from_millis(10), |_| false);
+    eprintln!("IPv6 quiet link carried {:?}", describe(&chatter));
+    assert!(
+        chatter.iter().all(|f| is_mld_report(f)),
+        "IPv6 quiet link carried {:?}",
+        describe(&chatter)
+    );
+    let (_, chatter) = wait_for(&mut noisy, Duration::from_millis(10), |_| false);
+    // With autoconf on, the kernel also sends DAD and router solicitations
+    // (unless IPv6 is disabled system-wide).
+    eprintln!("default link carried {:?}", describe(&chatter));
+    let out = ip(&["-n", &ns.0, "-6", "addr", "show", "dev", &v6]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fd00:8::1/64") && !text.contains("fe80"),
+        "{text}"
+    );
 }
 
 #[test]
