@@ -200,9 +200,15 @@ fn udp(buf: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Checked {
         return Err(DropReason::Truncated);
     }
     let dgram = UdpPacket::new_checked(buf).map_err(|_| DropReason::Malformed)?;
-    // A zero checksum means "none" over IPv4 only.
-    let skip = matches!(src, IpAddress::Ipv4(_)) && dgram.checksum() == 0;
-    if verify && !skip && !dgram.verify_checksum(&src, &dst) {
+    // A zero checksum means "none" over IPv4; over IPv6 it is forbidden (RFC 8200 8.1), and
+    // smoltcp's verify_checksum would wave it through.
+    if verify && dgram.checksum() == 0 {
+        return match src {
+            IpAddress::Ipv4(_) => Ok(None),
+            IpAddress::Ipv6(_) => Err(DropReason::BadChecksum),
+        };
+    }
+    if verify && !dgram.verify_checksum(&src, &dst) {
         return Err(DropReason::BadChecksum);
     }
     Ok(None)

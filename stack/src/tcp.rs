@@ -83,6 +83,10 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// Takes the oldest established connection, or [`Error::WouldBlock`].
+    ///
+    /// [`Ready::ACCEPTABLE`] is edge-triggered: on that event, accept until `WouldBlock`.
+    /// Each accept arms a fresh listening socket, and any SYN held back for lack of room is
+    /// let through on the next poll.
     pub fn accept(&mut self, listener: TcpListener) -> Result<TcpHandle> {
         let li = self.listener_index(listener)?;
         let l = self.listeners[li].as_ref().ok_or(Error::Closed)?;
@@ -489,6 +493,7 @@ impl<'a, D: Device> Stack<'a, D> {
             State::Closed => {
                 // The handshake failed; this member goes back to listening.
                 let port = self.slots[i].local_port;
+                self.slots[i].order = 0;
                 let h = self.handle(i);
                 let _ = self.sockets.get_mut::<tcp::Socket>(h).listen(port);
             }
