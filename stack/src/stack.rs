@@ -403,6 +403,29 @@ impl<'a, D: Device> Stack<'a, D> {
         self.empty.pop(&mut self.slots).ok_or(Error::NoBufferSpace)
     }
 
+    /// The slot behind a handle, if it is still the socket the handle was issued for.
+    pub(crate) fn live_slot(&self, slot: u16, gen: u16, role: Role) -> Result<usize> {
+        let i = usize::from(slot);
+        match self.slots.get(i) {
+            Some(s) if s.gen == gen && s.role == role && !s.user_closed => Ok(i),
+            Some(_) => Err(Error::Closed),
+            None => Err(Error::InvalidInput("handle does not belong to this stack")),
+        }
+    }
+
+    /// The next port of the ephemeral range (49152..=65535) that `in_use` does not claim.
+    pub(crate) fn ephemeral_port(&mut self, in_use: impl Fn(&Self, u16) -> bool) -> Result<u16> {
+        const FIRST: u16 = 49152;
+        for _ in 0..=(u16::MAX - FIRST) {
+            let p = self.next_port;
+            self.next_port = if p == u16::MAX { FIRST } else { p + 1 };
+            if !in_use(self, p) {
+                return Ok(p);
+            }
+        }
+        Err(Error::AddrInUse)
+    }
+
     pub(crate) fn owns_heap(&self) -> bool {
         self.owned
     }

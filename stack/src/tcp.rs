@@ -170,7 +170,7 @@ impl<'a, D: Device> Stack<'a, D> {
                 "no route to host: the address is outside the interface subnet and no gateway is configured",
             ));
         }
-        let port = self.ephemeral_port()?;
+        let port = self.ephemeral_port(Self::port_in_use)?;
         let i = self.alloc_tcp(&opts)?;
         let h = self.handle(i);
         let cx = self.iface.context();
@@ -337,12 +337,7 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     fn stream(&self, h: TcpHandle) -> Result<usize> {
-        let i = usize::from(h.slot);
-        match self.slots.get(i) {
-            Some(s) if s.gen == h.gen && s.role == Role::Stream && !s.user_closed => Ok(i),
-            Some(_) => Err(Error::Closed),
-            None => Err(Error::InvalidInput("handle does not belong to this stack")),
-        }
+        self.live_slot(h.slot, h.gen, Role::Stream)
     }
 
     fn listener_index(&self, l: TcpListener) -> Result<usize> {
@@ -382,19 +377,6 @@ impl<'a, D: Device> Stack<'a, D> {
                 .slots
                 .iter()
                 .any(|s| matches!(s.role, Role::Stream | Role::Member(_)) && s.local_port == port)
-    }
-
-    fn ephemeral_port(&mut self) -> Result<u16> {
-        const FIRST: u16 = 49152;
-        const COUNT: u16 = 16384;
-        for _ in 0..COUNT {
-            let p = self.next_port;
-            self.next_port = if p == u16::MAX { FIRST } else { p + 1 };
-            if !self.port_in_use(p) {
-                return Ok(p);
-            }
-        }
-        Err(Error::AddrInUse)
     }
 
     /// A closed TCP socket configured with `opts`, from the pool or (with a heap) new.

@@ -30,7 +30,7 @@ impl<'a, D: Device> Stack<'a, D> {
     /// [`udp_bind`](Self::udp_bind) with buffer sizes for a heap-allocated socket.
     pub fn udp_bind_with(&mut self, port: u16, opts: UdpOptions) -> Result<UdpHandle> {
         let port = if port == 0 {
-            self.udp_ephemeral()?
+            self.ephemeral_port(Self::udp_port_in_use)?
         } else {
             port
         };
@@ -145,29 +145,13 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     fn udp_slot(&self, h: UdpHandle) -> Result<usize> {
-        let i = usize::from(h.slot);
-        match self.slots.get(i) {
-            Some(s) if s.gen == h.gen && s.role == Role::Udp && !s.user_closed => Ok(i),
-            Some(_) => Err(Error::Closed),
-            None => Err(Error::InvalidInput("handle does not belong to this stack")),
-        }
+        self.live_slot(h.slot, h.gen, Role::Udp)
     }
 
     fn udp_port_in_use(&self, port: u16) -> bool {
         self.slots
             .iter()
             .any(|s| s.role == Role::Udp && s.local_port == port)
-    }
-
-    fn udp_ephemeral(&mut self) -> Result<u16> {
-        for _ in 0..16384u16 {
-            let p = self.next_port;
-            self.next_port = if p == u16::MAX { 49152 } else { p + 1 };
-            if !self.udp_port_in_use(p) {
-                return Ok(p);
-            }
-        }
-        Err(Error::AddrInUse)
     }
 
     fn alloc_udp(&mut self, opts: &UdpOptions) -> Result<usize> {

@@ -147,6 +147,14 @@ fn hostile_frames_are_dropped_and_counted_while_a_connection_survives() {
     let mut oversize = good.clone();
     oversize.resize(1514 + 100, 0);
     let tiny = vec![0xffu8; 10];
+    let crafted = [
+        bad_tcp_checksum,
+        bad_ip_checksum,
+        bad_version,
+        short_ip,
+        oversize,
+        tiny,
+    ];
     let mut rng = SeededRng::new(77);
     let mut garbage = Vec::new();
     for _ in 0..200 {
@@ -157,16 +165,7 @@ fn hostile_frames_are_dropped_and_counted_while_a_connection_survives() {
     }
     {
         let mut q = queue.lock().unwrap();
-        for f in [
-            &bad_tcp_checksum,
-            &bad_ip_checksum,
-            &bad_version,
-            &short_ip,
-            &oversize,
-            &tiny,
-        ] {
-            q.push_back(f.clone());
-        }
+        q.extend(crafted.iter().cloned());
         q.extend(garbage.iter().cloned());
     }
     // The stack notices injected frames on its next wakeup: make one with more echo traffic.
@@ -195,15 +194,7 @@ fn hostile_frames_are_dropped_and_counted_while_a_connection_survives() {
     assert_eq!(echo.tcp_bytes, (first.len() + second.len()) as u64);
     // The pure classifier predicts each injected frame's fate; the live stack must agree exactly.
     let mut want = ustack::Stats::default();
-    let injected = [
-        &bad_tcp_checksum,
-        &bad_ip_checksum,
-        &bad_version,
-        &short_ip,
-        &oversize,
-        &tiny,
-    ];
-    for f in injected.into_iter().chain(garbage.iter()) {
+    for f in crafted.iter().chain(garbage.iter()) {
         match ustack::ingress::classify(f, 1514) {
             ustack::ingress::Verdict::Drop(r) => match r {
                 ustack::DropReason::Truncated => want.rx_truncated += 1,

@@ -95,6 +95,29 @@ pub struct Flags {
     pub rst: u32,
 }
 
+/// Asserts that a capture holds one connection opened by the kernel and closed FIN/FIN, no RST.
+pub fn assert_clean_close(pcap: impl Read) -> usize {
+    let (from_stack, from_kernel, frames) = tcp_flags(pcap);
+    let kernel = Flags {
+        syn: 1,
+        syn_ack: 0,
+        fin: 1,
+        rst: 0,
+    };
+    let stack = Flags {
+        syn: 0,
+        syn_ack: 1,
+        fin: 1,
+        rst: 0,
+    };
+    assert_eq!(
+        (from_kernel, from_stack),
+        (kernel, stack),
+        "(kernel, ustack) flags"
+    );
+    frames
+}
+
 /// Per-direction TCP flags of a capture: (sent by ustack, sent by the kernel), and the frame count.
 pub fn tcp_flags(pcap: impl Read) -> (Flags, Flags, usize) {
     let mut reader = pcap_file::pcap::PcapReader::new(pcap).expect("a pcap file");
