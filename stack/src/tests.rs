@@ -210,3 +210,75 @@ fn abort_resets_the_peer() {
     run_until(&mut s, &mut t, |s| s.tcp_connected(c).is_err());
     assert_eq!(s.tcp_read(c, &mut [0; 4]), Err(Error::ConnectionReset));
 }
+
+#[test]
+fn caller_storage_without_heap_sockets_works_and_runs_out_cleanly() {
+    let storage: &'static mut crate::StaticStorage<'static, 4> =
+        Box::leak(Box::new(crate::StaticStorage::new()));
+    let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    let mut s = Stack::with_storage(
+        config,
+        Loopback::new(Medium::Ethernet),
+        storage.storage(),
+        Instant::ZERO,
+    )
+    .unwrap();
+    // No socket was lent yet: nothing can be opened.
+    assert_eq!(s.listen(7, 1), Err(Error::NoBufferSpace));
+    for _ in 0..2 {
+        let rx: &'static mut [u8] = Box::leak(vec![0u8; 2048].into_boxed_slice());
+        let tx: &'static mut [u8] = Box::leak(vec![0u8; 2048].into_boxed_slice());
+        s.add_tcp_socket(rx, tx).unwrap();
+    }
+    let l = s.listen(7, 1).unwrap();
+    let c = s.connect(ep(7)).unwrap();
+    assert_eq!(s.connect(ep(7)), Err(Error::NoBufferSpace));
+    let mut t = Instant::ZERO;
+    let mut a = None;
+    run_until(&mut s, &mut t, |s| {
+        a = s.accept(l).ok();
+        a.is_some()
+    });
+    assert_eq!(s.tcp_write(c, b"no heap").unwrap(), 7);
+    let a = a.unwrap();
+    let mut buf = [0u8; 16];
+    run_until(&mut s, &mut t, |s| s.tcp_recv_queue(a) == Ok(7));
+    assert_eq!(s.tcp_read(a, &mut buf), Ok(7));
+    assert_eq!(&buf[..7], b"no heap");
+    // The table holds three sockets; a fourth cannot be lent.
+    let rx: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    let tx: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    s.add_tcp_socket(rx, tx).unwrap();
+    let rx: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    let tx: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    assert_eq!(s.add_tcp_socket(rx, tx), Err(Error::NoBufferSpace));
+}
+
+#[test]
+fn closed_connections_are_recycled_so_a_small_table_serves_many() {
+    let mut config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    config.max_sockets = 6;
+    let mut s = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    let mut t = Instant::ZERO;
+    let l = s.listen(7, 2).unwrap();
+    for round in 0..40u8 {
+        let c = s
+            .connect(ep(7))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut a = None;
+        run_until(&mut s, &mut t, |s| {
+            a = a.or(s.accept(l).ok());
+            a.is_some() && s.tcp_connected(c) == Ok(true)
+        });
+        let a = a.unwrap();
+        s.tcp_write(c, &[round]).unwrap();
+        s.tcp_close(c).unwrap();
+        let mut b = [0u8; 4];
+        run_until(&mut s, &mut t, |s| {
+            s.tcp_read(a, &mut b) == Ok(0) || b[0] == round
+        });
+        s.tcp_close(a).unwrap();
+        run_until(&mut s, &mut t, |s| s.stats().tx_frames > 0);
+    }
+    assert_eq!(s.stats().tcp_accepted, 40);
+}
