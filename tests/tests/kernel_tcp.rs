@@ -158,3 +158,24 @@ fn kernel_connect_to_a_closed_ustack_port_is_refused() {
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
     drop(server);
 }
+
+#[test]
+fn kernel_client_echoes_over_ipv6() {
+    if !privileged() {
+        return;
+    }
+    let mut link = TapLink::with_ipv6();
+    let v6 =
+        ustack::smoltcp::wire::Ipv6Cidr::new(ustack_tests::STACK_IP6, ustack_tests::PREFIX_LEN6);
+    let server = EchoServer::start_with(support::config().ipv6(v6), link.take_device(), 4);
+    let data = random_bytes(16, 256 * 1024);
+    let echoed = link.ns.run(|| {
+        let addr = SocketAddr::from((ustack_tests::STACK_IP6, 7));
+        let s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect over IPv6");
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        echo_through(s, &data)
+    });
+    assert!(echoed.unwrap() == data, "IPv6 echo differs");
+    let (_, echo) = server.stop();
+    assert_eq!(echo.tcp_bytes, data.len() as u64);
+}

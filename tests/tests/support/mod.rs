@@ -37,10 +37,14 @@ pub struct EchoServer<D: Device + Send + 'static> {
 
 impl<D: Device + AsRawFd + Send + 'static> EchoServer<D> {
     pub fn start(device: D, backlog: usize) -> Self {
+        Self::start_with(config(), device, backlog)
+    }
+
+    pub fn start_with(config: Config, device: D, backlog: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut stack = Stack::new(config(), device, runtime::now()).expect("stack");
+            let mut stack = Stack::new(config, device, runtime::now()).expect("stack");
             let mut echo = Echo::bind(&mut stack, 7, backlog).expect("bind echo");
             runtime::run(&mut stack, PollMode::Block, &flag, |s, ev| {
                 echo.on_event(s, ev)
