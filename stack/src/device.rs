@@ -4,12 +4,14 @@
 //! to smoltcp as empty buffers (which it discards), holds SYNs that find their listener's
 //! backlog full, and remembers recent resets so a closed socket can say why it closed.
 
+use core::cell::Cell;
+
 use heapless::{Deque, Vec};
 use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
-use crate::ingress::{classify_with, Verdict};
+use crate::ingress::{classify_with, outgoing_syn_port, Verdict};
 use crate::stats::Stats;
 
 /// Listeners a stack can have at once.
@@ -103,7 +105,14 @@ impl IngressState {
     }
 
     /// Decides what smoltcp gets for this frame; returns false to hand it an empty buffer.
-    fn admit(&mut self, frame: &[u8], caps: &Caps, now: Instant, replay: bool) -> bool {
+    fn admit(
+        &mut self,
+        frame: &[u8],
+        caps: &Caps,
+        tx: &TxCount,
+        now: Instant,
+        replay: bool,
+    ) -> bool {
         match classify_with(frame, caps.max_len, &caps.checks) {
             Verdict::Drop(reason) => {
                 self.stats.count_drop(reason);
@@ -126,6 +135,10 @@ impl IngressState {
                         local_port: t.dst_port,
                         remote,
                     });
+                }
+                if t.syn_ack && !tx.syn_sent_from(t.dst_port) {
+                    self.stats.tcp_unsolicited_synack += 1;
+                    return false;
                 }
                 if !t.syn {
                     return true;
@@ -198,6 +211,7 @@ impl<D: Device> Device for Wrapped<'_, D> {
                     held,
                     state,
                     caps,
+                    tx: counter,
                     now,
                 };
                 return Some((rx, Tx { inner: tx, counter }));
@@ -208,6 +222,7 @@ impl<D: Device> Device for Wrapped<'_, D> {
             inner: rx,
             state,
             caps,
+            tx: counter,
             now,
         };
         Some((rx, Tx { inner: tx, counter }))
@@ -248,11 +263,51 @@ pub(crate) struct Caps {
     checks: smoltcp::phy::ChecksumCapabilities,
 }
 
-/// Transmit counters, shared by both tokens of a pair (hence cells).
-#[derive(Default)]
+/// Source ports of recent outgoing SYNs remembered, to recognise a SYN-ACK that answers one.
+const SYN_PORTS: usize = 256;
+
+/// Transmit-side state, shared by both tokens of a pair (hence cells).
 pub(crate) struct TxCount {
-    pub frames: core::cell::Cell<u64>,
-    pub bytes: core::cell::Cell<u64>,
+    pub frames: Cell<u64>,
+    pub bytes: Cell<u64>,
+    syn_ports: [Cell<u16>; SYN_PORTS],
+    syn_next: Cell<usize>,
+}
+
+impl Default for TxCount {
+    fn default() -> Self {
+        TxCount {
+            frames: Cell::new(0),
+            bytes: Cell::new(0),
+            syn_ports: core::array::from_fn(|_| Cell::new(0)),
+            syn_next: Cell::new(0),
+        }
+    }
+}
+
+impl TxCount {
+    fn record(&self, frame: &[u8]) {
+        self.frames.set(self.frames.get() + 1);
+        self.bytes.set(self.bytes.get() + frame.len() as u64);
+        if let Some(port) = outgoing_syn_port(frame) {
+            let n = self.syn_next.get();
+            self.syn_ports[n % SYN_PORTS].set(port);
+            self.syn_next.set(n.wrapping_add(1));
+        }
+    }
+
+    /// Forgets SYNs from `port`: a new connection is starting there and has sent nothing yet.
+    pub(crate) fn forget_syn(&self, port: u16) {
+        for p in self.syn_ports.iter().filter(|p| p.get() == port) {
+            p.set(0);
+        }
+    }
+
+    /// Whether a SYN left from `port` recently. smoltcp 0.14 panics on a SYN-ACK that
+    /// answers a SYN it never sent (still waiting for ARP), so such segments must not reach it.
+    fn syn_sent_from(&self, port: u16) -> bool {
+        port != 0 && self.syn_ports.iter().any(|p| p.get() == port)
+    }
 }
 
 pub(crate) enum Rx<'a, T> {
@@ -260,12 +315,14 @@ pub(crate) enum Rx<'a, T> {
         inner: T,
         state: &'a mut IngressState,
         caps: Caps,
+        tx: &'a TxCount,
         now: Instant,
     },
     Held {
         held: Held,
         state: &'a mut IngressState,
         caps: Caps,
+        tx: &'a TxCount,
         now: Instant,
     },
 }
@@ -277,12 +334,13 @@ impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
                 inner,
                 state,
                 caps,
+                tx,
                 now,
             } => inner.consume(|buf| {
                 let st = state;
                 st.stats.rx_frames += 1;
                 st.stats.rx_bytes += buf.len() as u64;
-                if st.admit(buf, &caps, now, false) {
+                if st.admit(buf, &caps, tx, now, false) {
                     f(buf)
                 } else {
                     f(&[])
@@ -292,9 +350,10 @@ impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
                 held,
                 state,
                 caps,
+                tx,
                 now,
             } => {
-                if state.admit(&held.frame, &caps, now, true) {
+                if state.admit(&held.frame, &caps, tx, now, true) {
                     f(&held.frame)
                 } else {
                     f(&[])
@@ -311,9 +370,11 @@ pub(crate) struct Tx<'a, T> {
 
 impl<T: phy::TxToken> phy::TxToken for Tx<'_, T> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let c = self.counter;
-        c.frames.set(c.frames.get() + 1);
-        c.bytes.set(c.bytes.get() + len as u64);
-        self.inner.consume(len, f)
+        let counter = self.counter;
+        self.inner.consume(len, |buf| {
+            let r = f(buf);
+            counter.record(buf);
+            r
+        })
     }
 }

@@ -33,6 +33,8 @@ pub struct TcpInfo {
     pub syn: bool,
     /// A reset.
     pub rst: bool,
+    /// The answer to a connection request: SYN with ACK.
+    pub syn_ack: bool,
 }
 
 /// The verdict on one frame.
@@ -80,6 +82,43 @@ pub fn classify_with(frame: &[u8], max_len: usize, checks: &ChecksumCapabilities
     match result {
         Ok(tcp) => Verdict::Pass { tcp },
         Err(reason) => Verdict::Drop(reason),
+    }
+}
+
+/// The source port of an outgoing connection request (SYN without ACK), if `frame` is one.
+///
+/// ```
+/// assert_eq!(ustack::ingress::outgoing_syn_port(&[0u8; 60]), None);
+/// ```
+pub fn outgoing_syn_port(frame: &[u8]) -> Option<u16> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let tcp = match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            TcpPacket::new_checked(ip.payload()).ok()?.src_port_if_syn()
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            TcpPacket::new_checked(ip.payload()).ok()?.src_port_if_syn()
+        }
+        _ => None,
+    };
+    tcp
+}
+
+trait SynPort {
+    fn src_port_if_syn(&self) -> Option<u16>;
+}
+
+impl<T: AsRef<[u8]>> SynPort for TcpPacket<T> {
+    fn src_port_if_syn(&self) -> Option<u16> {
+        (self.syn() && !self.ack()).then(|| self.src_port())
     }
 }
 
@@ -185,6 +224,7 @@ fn tcp(buf: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Checked {
         dst_port: seg.dst_port(),
         syn: seg.syn() && !seg.ack(),
         rst: seg.rst(),
+        syn_ack: seg.syn() && seg.ack(),
     }))
 }
 

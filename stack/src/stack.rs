@@ -41,7 +41,7 @@ pub struct Stack<'a, D: Device> {
     cells: Cells<'a>,
     pub(crate) listeners: [Option<Listener>; MAX_LISTENERS],
     pub(crate) ingress: IngressState,
-    txc: TxCount,
+    pub(crate) txc: TxCount,
     pub(crate) config: Config,
     pub(crate) empty: FreeList,
     pub(crate) free_tcp: FreeList,

@@ -171,6 +171,7 @@ impl<'a, D: Device> Stack<'a, D> {
             ));
         }
         let port = self.ephemeral_port(Self::port_in_use)?;
+        self.txc.forget_syn(port);
         let i = self.alloc_tcp(&opts)?;
         let h = self.handle(i);
         let cx = self.iface.context();

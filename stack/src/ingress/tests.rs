@@ -212,6 +212,10 @@ fn refill_ipv4_checksum(frame: &mut [u8]) {
     Ipv4Packet::new_unchecked(&mut frame[ETH..]).fill_checksum();
 }
 
+fn ustack_outgoing_syn(frame: &[u8]) -> Option<u16> {
+    crate::ingress::outgoing_syn_port(frame)
+}
+
 fn tcp_info(src: IpAddress, syn: bool, rst: bool) -> TcpInfo {
     TcpInfo {
         src,
@@ -219,6 +223,7 @@ fn tcp_info(src: IpAddress, syn: bool, rst: bool) -> TcpInfo {
         dst_port: OUR_PORT,
         syn,
         rst,
+        syn_ack: false,
     }
 }
 
@@ -247,10 +252,14 @@ fn tcp_syn_passes_with_exact_info() {
 #[test]
 fn tcp_syn_ack_is_not_a_connection_request() {
     let f = tcp4(TcpControl::Syn, Some(1), &[]);
-    assert_eq!(
-        classify(&f, MAX),
-        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, false)))
-    );
+    let info = TcpInfo {
+        syn_ack: true,
+        ..tcp_info(IpAddress::Ipv4(PEER4), false, false)
+    };
+    assert_eq!(classify(&f, MAX), pass(Some(info)));
+    assert_eq!(ustack_outgoing_syn(&f), None);
+    let syn = syn4();
+    assert_eq!(ustack_outgoing_syn(&syn), Some(PEER_PORT));
 }
 
 #[test]
