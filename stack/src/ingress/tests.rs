@@ -476,11 +476,9 @@ fn udp_zero_checksum_over_ipv4_means_none() {
     assert_eq!(classify(&f, MAX), pass(None));
 }
 
-/// RFC 8200 section 8.1: a zero UDP checksum over IPv6 must be discarded. ingress.rs means to
-/// (its `skip` is IPv4-only), but smoltcp's `UdpPacket::verify_checksum` itself returns true
-/// for a zero checksum whatever the IP version, so such datagrams pass today.
+/// RFC 8200 section 8.1: a zero UDP checksum over IPv6 must be discarded, although smoltcp's
+/// `UdpPacket::verify_checksum` accepts a zero checksum whatever the IP version.
 #[test]
-#[ignore = "known bug in ingress.rs: smoltcp's verify_checksum accepts a zero UDP checksum over IPv6"]
 fn udp_zero_checksum_over_ipv6_is_bad_checksum() {
     let mut f = udp6(b"datagram");
     UdpPacket::new_unchecked(&mut f[ETH + IP6..]).set_checksum(0);
