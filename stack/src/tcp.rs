@@ -32,6 +32,17 @@ impl<'a, D: Device> Stack<'a, D> {
     /// finds none armed is held for [`Config::syn_hold`](crate::Config::syn_hold) in case the
     /// application accepts in time, and is then answered with a reset and counted in
     /// [`Stats::tcp_syn_backlog_full`](crate::Stats::tcp_syn_backlog_full).
+    ///
+    /// ```
+    /// # use ustack::{Config, Stack, Error};
+    /// # use ustack::smoltcp::{phy::{Loopback, Medium}, time::Instant};
+    /// # let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// # let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// let listener = stack.listen(80, 16)?;
+    /// assert_eq!(stack.listen(80, 16), Err(Error::AddrInUse));
+    /// assert_eq!(stack.listener_port(listener), Ok(80));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn listen(&mut self, port: u16, backlog: usize) -> Result<TcpListener> {
         let opts = self.config.tcp;
         self.listen_with(port, backlog, opts)
@@ -87,6 +98,26 @@ impl<'a, D: Device> Stack<'a, D> {
     /// [`Ready::ACCEPTABLE`] is edge-triggered: on that event, accept until `WouldBlock`.
     /// Each accept arms a fresh listening socket, and any SYN held back for lack of room is
     /// let through on the next poll.
+    ///
+    /// ```
+    /// # use ustack::{Config, Stack, Error};
+    /// # use ustack::smoltcp::{phy::{Loopback, Medium}, time::Instant};
+    /// # let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// # let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// let listener = stack.listen(80, 4)?;
+    /// let client = stack.connect("10.0.0.1:80".parse().unwrap())?;
+    /// let mut now = Instant::ZERO;
+    /// let server = loop {
+    ///     stack.poll(now);
+    ///     match stack.accept(listener) {
+    ///         Ok(conn) => break conn,
+    ///         Err(Error::WouldBlock) => now += ustack::smoltcp::time::Duration::from_millis(10),
+    ///         Err(e) => return Err(e),
+    ///     }
+    /// };
+    /// assert_eq!(stack.tcp_peer_addr(server)?, stack.tcp_local_addr(client)?);
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn accept(&mut self, listener: TcpListener) -> Result<TcpHandle> {
         let li = self.listener_index(listener)?;
         let l = self.listeners[li].as_ref().ok_or(Error::Closed)?;
@@ -153,6 +184,17 @@ impl<'a, D: Device> Stack<'a, D> {
 
     /// Opens a connection from an ephemeral local port. Wait for [`Ready::CONNECTED`]
     /// (or an error) before writing; writes before that return [`Error::WouldBlock`].
+    ///
+    /// ```
+    /// # use ustack::{Config, Stack, Error};
+    /// # use ustack::smoltcp::{phy::{Loopback, Medium}, time::Instant};
+    /// # let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// # let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// let conn = stack.connect("10.0.0.1:7".parse().unwrap())?;
+    /// assert_eq!(stack.tcp_connected(conn), Ok(false));
+    /// assert_eq!(stack.tcp_write(conn, b"early"), Err(Error::WouldBlock));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn connect(&mut self, remote: IpEndpoint) -> Result<TcpHandle> {
         let opts = self.config.tcp;
         self.connect_with(remote, opts)
@@ -196,6 +238,19 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// Reads into `buf`. `Ok(0)` means the peer closed its side and all data was read.
+    ///
+    /// ```
+    /// # use ustack::{Config, Stack, Error};
+    /// # use ustack::smoltcp::{phy::{Loopback, Medium}, time::Instant};
+    /// # let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// # let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// let conn = stack.connect("10.0.0.1:7".parse().unwrap())?;
+    /// let mut buf = [0u8; 1500];
+    /// assert_eq!(stack.tcp_read(conn, &mut buf), Err(Error::WouldBlock)); // still connecting
+    /// stack.tcp_close(conn)?;
+    /// assert_eq!(stack.tcp_read(conn, &mut buf), Err(Error::Closed)); // the handle is spent
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn tcp_read(&mut self, h: TcpHandle, buf: &mut [u8]) -> Result<usize> {
         let i = self.stream(h)?;
         let sock = self.sockets.get_mut::<tcp::Socket>(self.handle(i));

@@ -22,6 +22,27 @@ pub struct UdpMeta {
 
 impl<'a, D: Device> Stack<'a, D> {
     /// Binds a UDP socket to `port` (0 picks an ephemeral port).
+    ///
+    /// ```
+    /// # use ustack::{Config, Stack, Error};
+    /// # use ustack::smoltcp::{phy::{Loopback, Medium}, time::Instant};
+    /// # let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// # let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// let a = stack.udp_bind(7)?;
+    /// let b = stack.udp_bind(0)?;
+    /// stack.udp_send_to(b, b"ping", "10.0.0.1:7".parse().unwrap())?;
+    /// let mut now = Instant::ZERO;
+    /// let mut buf = [0u8; 64];
+    /// let (n, meta) = loop {
+    ///     stack.poll(now);
+    ///     match stack.udp_recv_from(a, &mut buf) {
+    ///         Err(Error::WouldBlock) => now += ustack::smoltcp::time::Duration::from_millis(1),
+    ///         r => break r?,
+    ///     }
+    /// };
+    /// assert_eq!((&buf[..n], meta.remote.port), (&b"ping"[..], stack.udp_local_port(b)?));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn udp_bind(&mut self, port: u16) -> Result<UdpHandle> {
         let opts = self.config.udp;
         self.udp_bind_with(port, opts)
