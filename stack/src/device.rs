@@ -136,8 +136,8 @@ impl IngressState {
                         remote,
                     });
                 }
-                if t.syn_ack && !tx.syn_sent_from(t.dst_port) {
-                    self.stats.tcp_unsolicited_synack += 1;
+                if (t.syn || t.syn_ack) && tx.unsent(t.dst_port) {
+                    self.stats.tcp_syn_before_connect += 1;
                     return false;
                 }
                 if !t.syn {
@@ -263,15 +263,15 @@ pub(crate) struct Caps {
     checks: smoltcp::phy::ChecksumCapabilities,
 }
 
-/// Source ports of recent outgoing SYNs remembered, to recognise a SYN-ACK that answers one.
-const SYN_PORTS: usize = 256;
+/// Connections that may wait for their first SYN to leave (ARP pending) at once.
+pub const MAX_UNSENT_CONNECTS: usize = 128;
 
 /// Transmit-side state, shared by both tokens of a pair (hence cells).
 pub(crate) struct TxCount {
     pub frames: Cell<u64>,
     pub bytes: Cell<u64>,
-    syn_ports: [Cell<u16>; SYN_PORTS],
-    syn_next: Cell<usize>,
+    /// Local ports of connections whose SYN has not left yet (0 = free entry).
+    unsent: [Cell<u16>; MAX_UNSENT_CONNECTS],
 }
 
 impl Default for TxCount {
@@ -279,8 +279,7 @@ impl Default for TxCount {
         TxCount {
             frames: Cell::new(0),
             bytes: Cell::new(0),
-            syn_ports: core::array::from_fn(|_| Cell::new(0)),
-            syn_next: Cell::new(0),
+            unsent: core::array::from_fn(|_| Cell::new(0)),
         }
     }
 }
@@ -290,23 +289,33 @@ impl TxCount {
         self.frames.set(self.frames.get() + 1);
         self.bytes.set(self.bytes.get() + frame.len() as u64);
         if let Some(port) = outgoing_syn_port(frame) {
-            let n = self.syn_next.get();
-            self.syn_ports[n % SYN_PORTS].set(port);
-            self.syn_next.set(n.wrapping_add(1));
+            self.sent(port);
         }
     }
 
-    /// Forgets SYNs from `port`: a new connection is starting there and has sent nothing yet.
-    pub(crate) fn forget_syn(&self, port: u16) {
-        for p in self.syn_ports.iter().filter(|p| p.get() == port) {
+    /// Notes a connection on `port` whose SYN has not left; false when the table is full.
+    pub(crate) fn connecting(&self, port: u16) -> bool {
+        match self.unsent.iter().find(|p| p.get() == 0) {
+            Some(free) => {
+                free.set(port);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The connection on `port` sent its SYN, or went away.
+    pub(crate) fn sent(&self, port: u16) {
+        for p in self.unsent.iter().filter(|p| p.get() == port) {
             p.set(0);
         }
     }
 
-    /// Whether a SYN left from `port` recently. smoltcp 0.14 panics on a SYN-ACK that
-    /// answers a SYN it never sent (still waiting for ARP), so such segments must not reach it.
-    fn syn_sent_from(&self, port: u16) -> bool {
-        port != 0 && self.syn_ports.iter().any(|p| p.get() == port)
+    /// Whether `port` belongs to a connection whose SYN has not left. smoltcp 0.14 panics in
+    /// `poll_at` after such a socket takes a SYN or SYN-ACK (its window bookkeeping starts
+    /// from an ACK it never sent), so those segments must not reach it.
+    fn unsent(&self, port: u16) -> bool {
+        port != 0 && self.unsent.iter().any(|p| p.get() == port)
     }
 }
 

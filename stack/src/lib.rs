@@ -32,7 +32,7 @@ mod udp;
 pub mod runtime;
 
 pub use config::{Config, TcpOptions, UdpOptions};
-pub use device::{MAX_LISTENERS, SYN_STASH_FRAMES, SYN_STASH_FRAME_LEN};
+pub use device::{MAX_LISTENERS, MAX_UNSENT_CONNECTS, SYN_STASH_FRAMES, SYN_STASH_FRAME_LEN};
 pub use error::{Error, Result};
 pub use event::{Event, Ready, TcpHandle, TcpListener, Token, UdpHandle};
 pub use ready::ReadyCell;

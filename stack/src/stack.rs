@@ -375,6 +375,9 @@ impl<'a, D: Device> Stack<'a, D> {
         self.ready().clear(i);
         let role = self.slots[i].role;
         let h = self.slots[i].handle;
+        if role == Role::Stream {
+            self.txc.sent(self.slots[i].local_port);
+        }
         match (role, h) {
             (Role::Stream | Role::Member(_), Some(h)) => {
                 let s = self.sockets.get_mut::<tcp::Socket>(h);

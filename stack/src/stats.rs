@@ -38,8 +38,9 @@ pub struct Stats {
     pub tcp_syn_deferred: u64,
     /// SYNs answered with a reset because the backlog stayed full.
     pub tcp_syn_backlog_full: u64,
-    /// SYN-ACKs dropped because no SYN left from their port (spoofed, or ahead of ARP).
-    pub tcp_unsolicited_synack: u64,
+    /// SYNs and SYN-ACKs dropped because they reached a connecting socket before its own SYN
+    /// left (spoofed, or racing ARP resolution).
+    pub tcp_syn_before_connect: u64,
     /// Connections handed out by `accept`.
     pub tcp_accepted: u64,
     /// Connections opened by `connect`.

@@ -213,12 +213,16 @@ impl<'a, D: Device> Stack<'a, D> {
             ));
         }
         let port = self.ephemeral_port(Self::port_in_use)?;
-        self.txc.forget_syn(port);
         let i = self.alloc_tcp(&opts)?;
+        if !self.txc.connecting(port) {
+            self.recycle(i);
+            return Err(Error::NoBufferSpace);
+        }
         let h = self.handle(i);
         let cx = self.iface.context();
         let sock = self.sockets.get_mut::<tcp::Socket>(h);
         if sock.connect(cx, remote, port).is_err() {
+            self.txc.sent(port);
             self.recycle(i);
             return Err(Error::InvalidInput(
                 "smoltcp refused the endpoints (address family mismatch?)",

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Fuzz smoke test, as CI runs it: every target for FUZZ_SECONDS (default 30) from the
+# checked-in seeds. Exits non-zero, naming the crash input, if any target crashes.
+#
+#   bash fuzz/smoke.sh                          # all targets, 30 s each
+#   FUZZ_SECONDS=300 bash fuzz/smoke.sh         # longer
+#   FUZZ_TARGETS=stack_ingress bash fuzz/smoke.sh
+#
+# Installs the nightly toolchain and cargo-fuzz if they are missing.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+cd "$root"
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+FUZZ_TARGETS="${FUZZ_TARGETS:-ingress_classify stack_ingress}"
+# Per-input limit: an input that runs this long is reported as a hang (a crash).
+FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
+
+say() { printf '[fuzz-smoke] %s\n' "$*"; }
+
+say "nightly toolchain"
+if ! rustup toolchain list | grep -q nightly; then
+    say "installing nightly (minimal profile)"
+    rustup toolchain install nightly --profile minimal
+fi
+
+say "cargo-fuzz"
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    say "installing cargo-fuzz (takes a few minutes)"
+    cargo install cargo-fuzz --locked
+fi
+cargo +nightly fuzz --version
+
+# The recorded stack_ingress seeds only help while they still match the stack.
+say "checking the seeds still replay (cargo test in fuzz/)"
+cargo test --quiet --manifest-path fuzz/Cargo.toml
+
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/ustack-fuzz-smoke.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
+
+failed=()
+for t in $FUZZ_TARGETS; do
+    seeds="fuzz/seeds/$t"
+    corpus="$scratch/corpus/$t"
+    artifacts="fuzz/artifacts/$t"
+    log="$scratch/$t.log"
+    mkdir -p "$corpus" "$artifacts"
+    if [ ! -d "$seeds" ]; then
+        say "FAIL $t: no seed directory $seeds"
+        failed+=("$t")
+        continue
+    fi
+
+    say "building $t"
+    cargo +nightly fuzz build "$t"
+
+    say "fuzzing $t for ${FUZZ_SECONDS}s ($(ls "$seeds" | wc -l) seeds)"
+    before="$(ls "$artifacts")"
+    set +e
+    cargo +nightly fuzz run "$t" "$corpus" "$seeds" -- \
+        -max_total_time="$FUZZ_SECONDS" \
+        -rss_limit_mb=2048 \
+        -timeout="$FUZZ_TIMEOUT" \
+        -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE|pulse)|==[0-9]+==|thread .* panicked|SUMMARY|stat::number_of_executed_units|stat::peak_rss_mb|Test unit written to|Done [0-9]+ runs)'
+    status="${PIPESTATUS[0]}"
+    set -e
+
+    crash="$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n 1)"
+    if [ -z "$crash" ]; then
+        # A crash file that appeared during the run, if the log did not name it.
+        for f in $(ls "$artifacts" | grep -E '^(crash|leak|timeout|oom)-' || true); do
+            if ! grep -qxF "$f" <<<"$before"; then crash="$artifacts/$f"; fi
+        done
+    fi
+    if [ "$status" -ne 0 ] || [ -n "$crash" ]; then
+        say "FAIL $t (exit $status)"
+        sed -n '/panicked at\|ERROR: libFuzzer\|==[0-9]*==ERROR/,+25p' "$log" | head -n 60
+        if [ -n "$crash" ]; then
+            say "crash input: $crash"
+            say "reproduce:   cargo +nightly fuzz run $t $crash"
+            say "minimize:    cargo +nightly fuzz tmin $t $crash"
+        fi
+        failed+=("$t")
+    else
+        execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
+        cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1)"
+        say "ok   $t: ${execs:-?} execs, ${cov:-cov: ?}, corpus $(ls "$corpus" | wc -l) new inputs"
+    fi
+done
+
+if [ "${#failed[@]}" -ne 0 ]; then
+    say "crashed: ${failed[*]}"
+    exit 1
+fi
+say "all targets ran ${FUZZ_SECONDS}s without a crash"
