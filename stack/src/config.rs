@@ -73,7 +73,9 @@ pub struct Config {
     pub gateway: Option<Ipv4Address>,
     /// Optional IPv6 address and prefix.
     pub ipv6: Option<Ipv6Cidr>,
-    /// Seed for sequence numbers and ephemeral ports; give each boot a different one.
+    /// Seed for sequence numbers and ephemeral ports. The default is a constant, which makes
+    /// both predictable to an attacker: give each boot a different one (on Linux,
+    /// [`Config::seed_from_os`]; on firmware, a hardware RNG or a unique ID plus a counter).
     pub random_seed: u64,
     /// Upper bound on sockets of all kinds (sizes the readiness table with `alloc`).
     pub max_sockets: usize,
@@ -117,6 +119,31 @@ impl Config {
     /// Sets the random seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.random_seed = seed;
+        self
+    }
+
+    /// Seeds from the operating system's random source (`getrandom(2)`).
+    ///
+    /// ```
+    /// use ustack::Config;
+    /// let a = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap()).seed_from_os();
+    /// let b = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap()).seed_from_os();
+    /// assert_ne!(a.random_seed, b.random_seed);
+    /// ```
+    #[cfg(feature = "std")]
+    pub fn seed_from_os(mut self) -> Self {
+        let mut seed = [0u8; 8];
+        // SAFETY: getrandom writes at most `seed.len()` bytes into the buffer.
+        let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        self.random_seed = if n == 8 {
+            u64::from_ne_bytes(seed)
+        } else {
+            // No entropy source: fall back to the clock rather than the constant.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
+        };
         self
     }
 }

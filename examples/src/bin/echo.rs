@@ -46,7 +46,7 @@ fn run(args: &TapArgs) -> Result<(), String> {
         args.host_cidr,
         tap.mtu()
     );
-    let config = Config::new(STACK_MAC, args.stack_cidr()).seed(seed());
+    let config = Config::new(STACK_MAC, args.stack_cidr()).seed_from_os();
     match &args.pcap {
         Some(path) => {
             let dev = PcapRecorder::create(tap, path)
@@ -82,11 +82,4 @@ fn serve<D: Device + AsRawFd>(config: Config, device: D, args: &TapArgs) -> Resu
         s.rx_dropped()
     );
     Ok(())
-}
-
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.as_nanos() as u64 ^ u64::from(std::process::id())
 }
