@@ -22,14 +22,28 @@ pub struct Peer<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Peer<T> {
-    fn spawn(name: &str, f: impl FnOnce(&Stop) -> io::Result<T> + Send + 'static, deadline: Deadline) -> Self {
+    fn spawn(
+        name: &str,
+        cpu: usize,
+        f: impl FnOnce(&Stop) -> io::Result<T> + Send + 'static,
+        deadline: Deadline,
+    ) -> Self {
         let abort = Arc::new(AtomicBool::new(false));
-        let stop = Stop { abort: abort.clone(), deadline };
+        let stop = Stop {
+            abort: abort.clone(),
+            deadline,
+        };
         let handle = thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || f(&stop))
+            .spawn(move || {
+                super::pin(cpu);
+                f(&stop)
+            })
             .expect("cannot spawn a thread");
-        Peer { handle: Some(handle), abort }
+        Peer {
+            handle: Some(handle),
+            abort,
+        }
     }
 
     /// Whether the thread returned.
@@ -65,22 +79,36 @@ pub struct Stop {
 impl Stop {
     fn check(&self) -> io::Result<()> {
         if self.abort.load(Ordering::Relaxed) {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "aborted by the main thread"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "aborted by the main thread",
+            ));
         }
         self.deadline.check()
     }
 }
 
 fn timed_out(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// A thread in namespace `ns` that connects to `to`, writes `limits.bytes` bytes, shuts its
 /// sending half down and waits for the peer's FIN.
-pub fn spawn_writer(ns: &str, to: SocketAddrV4, limits: Limits, deadline: Deadline) -> Peer<()> {
+/// With `--pin`, the thread runs on CPU `cpu`.
+pub fn spawn_writer(
+    ns: &str,
+    cpu: usize,
+    to: SocketAddrV4,
+    limits: Limits,
+    deadline: Deadline,
+) -> Peer<()> {
     let ns = ns.to_owned();
     Peer::spawn(
         "kernel-writer",
+        cpu,
         move |stop| {
             enter(&ns)?;
             let mut s = loop {
@@ -101,10 +129,23 @@ pub fn spawn_writer(ns: &str, to: SocketAddrV4, limits: Limits, deadline: Deadli
             while sent < limits.bytes {
                 let n = (limits.bytes - sent).min(buf.len() as u64) as usize;
                 match s.write(&buf[..n]) {
-                    Ok(0) => return Err(io::Error::other(format!("peer stopped reading after {sent} bytes"))),
-                    Ok(k) => sent += k as u64,
+                    Ok(0) => {
+                        return Err(io::Error::other(format!(
+                            "peer stopped reading after {sent} bytes"
+                        )))
+                    }
+                    Ok(k) => {
+                        sent += k as u64;
+                        // Also while data flows: a slow but steady transfer must time out too.
+                        stop.check()?;
+                    }
                     Err(e) if timed_out(&e) => stop.check()?,
-                    Err(e) => return Err(io::Error::new(e.kind(), format!("write after {sent} bytes: {e}"))),
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("write after {sent} bytes: {e}"),
+                        ))
+                    }
                 }
             }
             s.shutdown(Shutdown::Write)?;
@@ -126,9 +167,10 @@ pub fn spawn_writer(ns: &str, to: SocketAddrV4, limits: Limits, deadline: Deadli
 
 /// A thread in namespace `ns` that listens on `bind` (sending on `ready` once it does),
 /// accepts one connection and reads `limits.bytes` bytes, then waits for the peer's FIN.
-/// Returns the time from the first byte read to the last.
+/// Returns the time from the first byte read to the last. With `--pin`, runs on CPU `cpu`.
 pub fn spawn_reader(
     ns: &str,
+    cpu: usize,
     bind: SocketAddrV4,
     limits: Limits,
     deadline: Deadline,
@@ -137,9 +179,11 @@ pub fn spawn_reader(
     let ns = ns.to_owned();
     Peer::spawn(
         "kernel-reader",
+        cpu,
         move |stop| {
             enter(&ns)?;
-            let l = TcpListener::bind(bind).map_err(|e| io::Error::new(e.kind(), format!("bind {bind}: {e}")))?;
+            let l = TcpListener::bind(bind)
+                .map_err(|e| io::Error::new(e.kind(), format!("bind {bind}: {e}")))?;
             l.set_nonblocking(true)?;
             let _ = ready.send(());
             let mut s = loop {
@@ -149,7 +193,9 @@ pub fn spawn_reader(
                         stop.check()?;
                         thread::sleep(Duration::from_millis(1));
                     }
-                    Err(e) => return Err(io::Error::new(e.kind(), format!("accept on {bind}: {e}"))),
+                    Err(e) => {
+                        return Err(io::Error::new(e.kind(), format!("accept on {bind}: {e}")))
+                    }
                 }
             };
             s.set_nonblocking(false)?;
@@ -167,9 +213,15 @@ pub fn spawn_reader(
                         if got >= limits.bytes && elapsed.is_none() {
                             elapsed = Some(t.elapsed());
                         }
+                        stop.check()?;
                     }
                     Err(e) if timed_out(&e) => stop.check()?,
-                    Err(e) => return Err(io::Error::new(e.kind(), format!("read after {got} bytes: {e}"))),
+                    Err(e) => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("read after {got} bytes: {e}"),
+                        ))
+                    }
                 }
             }
             match elapsed {
@@ -192,7 +244,9 @@ pub fn wait_ready(ready: &mpsc::Receiver<()>, deadline: &Deadline) -> io::Result
             Ok(()) => return Ok(()),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(io::Error::other("kernel reader thread exited before listening"))
+                return Err(io::Error::other(
+                    "kernel reader thread exited before listening",
+                ))
             }
         }
     }
@@ -209,11 +263,16 @@ pub fn veth(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
     };
     let addr = SocketAddrV4::new(reader_ip.into(), super::SOURCE_PORT);
     let (tx, rx) = mpsc::channel();
-    let reader = spawn_reader(reader_ns, addr, limits, deadline, tx);
+    let reader = spawn_reader(reader_ns, 0, addr, limits, deadline, tx);
     wait_ready(&rx, &deadline)?;
-    let writer = spawn_writer(writer_ns, addr, limits, deadline);
+    let writer = spawn_writer(writer_ns, 1, addr, limits, deadline);
     let elapsed = reader.finish()?;
     writer.finish()?;
     drop(pair);
-    Ok(Outcome { bytes: limits.bytes, elapsed, counters: None })
+    Ok(Outcome {
+        bytes: limits.bytes,
+        elapsed,
+        counters: None,
+        others_cpu: None,
+    })
 }

@@ -74,6 +74,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// TAP and loop counters, when the flow ran over a TAP.
     pub counters: Option<Counters>,
+    /// CPUs that other processes kept busy, on average, during the transfer (see [`CpuMeter`]).
+    pub others_cpu: Option<f64>,
 }
 
 impl Outcome {
@@ -93,6 +95,32 @@ pub struct Limits {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static PIN: AtomicBool = AtomicBool::new(false);
+
+/// With `on`, [`pin`] binds threads to CPUs; without, it does nothing.
+pub fn set_pinning(on: bool) {
+    PIN.store(on, Ordering::Relaxed);
+}
+
+/// Binds the calling thread to `cpu` when pinning is on (`--pin`): the userspace stack (or
+/// veth reader) on CPU 0, the kernel-side peer on CPU 1. Failure is logged, not fatal.
+pub fn pin(cpu: usize) {
+    if !PIN.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity only touch `set`,
+    // and pid 0 means the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            log::warn!(
+                "cannot pin a thread to CPU {cpu}: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+}
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -125,13 +153,20 @@ pub struct Deadline {
 impl Deadline {
     /// A deadline `timeout` from now for the transfer described by `what`.
     pub fn new(timeout: Duration, what: &'static str) -> Self {
-        Deadline { at: Instant::now() + timeout, what, timeout }
+        Deadline {
+            at: Instant::now() + timeout,
+            what,
+            timeout,
+        }
     }
 
     /// Fails with a clear error when the deadline passed or the user interrupted.
     pub fn check(&self) -> io::Result<()> {
         if interrupted() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted (Ctrl-C)"));
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "interrupted (Ctrl-C)",
+            ));
         }
         if Instant::now() >= self.at {
             return Err(io::Error::new(
@@ -143,5 +178,61 @@ impl Deadline {
             ));
         }
         Ok(())
+    }
+}
+
+/// Measures how much CPU *other* processes used while a transfer ran, so that a run disturbed
+/// by a compiler or fuzzer on the same machine shows up in the report instead of silently
+/// lowering the numbers.
+///
+/// It is the machine's busy time (`/proc/stat`: user, nice, system, irq, softirq, steal) minus
+/// this process's own (`/proc/self/stat`: utime, stime, and waited-for children such as `ip`).
+/// Interrupt and softirq work done for the benchmark's own traffic outside its threads counts as
+/// "other" too, so a quiet machine reads a few hundredths, not zero.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    busy: u64,
+    own: u64,
+    at: Instant,
+}
+
+impl CpuMeter {
+    /// A reading now, or `None` if `/proc` cannot be read.
+    pub fn now() -> Option<CpuMeter> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        let busy = cpu
+            .get(..8)
+            .map(|c| c[0] + c[1] + c[2] + c[5] + c[6] + c[7])?;
+        let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; utime is field 14 of the whole line.
+        let rest = &me[me.rfind(')')? + 2..];
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|w| w.parse().unwrap_or(0))
+            .collect();
+        let own = f.get(11..15)?.iter().sum();
+        Some(CpuMeter {
+            busy,
+            own,
+            at: Instant::now(),
+        })
+    }
+
+    /// Average CPUs used by others between `self` and `later`.
+    pub fn others_since(&self, later: &CpuMeter) -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let others =
+            later.busy.saturating_sub(self.busy) as f64 - later.own.saturating_sub(self.own) as f64;
+        let secs = (later.at - self.at).as_secs_f64().max(1e-3);
+        (others / hz / secs).max(0.0)
     }
 }

@@ -17,9 +17,12 @@ pub fn ip(ns: Option<&str>, args: &[&str]) -> io::Result<String> {
         Some(ns) => format!("ip -n {ns} {}", args.join(" ")),
         None => format!("ip {}", args.join(" ")),
     };
-    let out = cmd
-        .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run `{shown}`: {e} (is iproute2 installed?)")))?;
+    let out = cmd.output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot run `{shown}`: {e} (is iproute2 installed?)"),
+        )
+    })?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "`{shown}` failed ({}): {}",
@@ -44,7 +47,9 @@ impl Netns {
             let _ = ip(None, &["netns", "del", name]);
         }
         ip(None, &["netns", "add", name])?;
-        let ns = Netns { name: name.to_owned() };
+        let ns = Netns {
+            name: name.to_owned(),
+        };
         ip(Some(name), &["link", "set", "lo", "up"])?;
         log::debug!("netns {name}: created");
         Ok(ns)
@@ -69,7 +74,8 @@ impl Drop for Netns {
 /// Moves the calling thread into namespace `ns` (threads switch network namespace one by one).
 pub fn enter(ns: &str) -> io::Result<()> {
     let path = format!("/var/run/netns/{ns}");
-    let f = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
+    let f = File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {path}: {e}")))?;
     // SAFETY: `f` is an open namespace file for the duration of the call.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         let e = io::Error::last_os_error();
@@ -99,9 +105,29 @@ impl VethPair {
         let a = Netns::create(&format!("{prefix}-va"))?;
         let b = Netns::create(&format!("{prefix}-vb"))?;
         // Created directly inside the namespaces, so it never appears in the root namespace.
-        ip(Some(a.name()), &["link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", b.name()])?;
-        ip(Some(a.name()), &["addr", "add", "10.8.0.1/24", "dev", "veth-a"])?;
-        ip(Some(b.name()), &["addr", "add", "10.8.0.2/24", "dev", "veth-b"])?;
+        ip(
+            Some(a.name()),
+            &[
+                "link",
+                "add",
+                "veth-a",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "veth-b",
+                "netns",
+                b.name(),
+            ],
+        )?;
+        ip(
+            Some(a.name()),
+            &["addr", "add", "10.8.0.1/24", "dev", "veth-a"],
+        )?;
+        ip(
+            Some(b.name()),
+            &["addr", "add", "10.8.0.2/24", "dev", "veth-b"],
+        )?;
         ip(Some(a.name()), &["link", "set", "veth-a", "up"])?;
         ip(Some(b.name()), &["link", "set", "veth-b", "up"])?;
         Ok(VethPair { a, b })
@@ -113,7 +139,10 @@ impl VethPair {
 pub fn move_tap_into(tap: &str, ns: &Netns, cidr: &str) -> io::Result<()> {
     ip(None, &["link", "set", tap, "netns", ns.name()])?;
     // No IPv6 link-local address: the link carries only the benchmark's traffic.
-    ip(Some(ns.name()), &["link", "set", tap, "addrgenmode", "none"])?;
+    ip(
+        Some(ns.name()),
+        &["link", "set", tap, "addrgenmode", "none"],
+    )?;
     ip(Some(ns.name()), &["addr", "add", cidr, "dev", tap])?;
     ip(Some(ns.name()), &["link", "set", tap, "up"])?;
     Ok(())
@@ -147,6 +176,8 @@ pub fn link_counters(ns: &str, dev: &str) -> io::Result<(u64, u64, u64)> {
     }
     match (rx, tx) {
         (Some((rxp, rxd)), Some((txp, txd))) => Ok((rxp, txp, rxd + txd)),
-        _ => Err(io::Error::other(format!("cannot parse `ip -s link show dev {dev}` output"))),
+        _ => Err(io::Error::other(format!(
+            "cannot parse `ip -s link show dev {dev}` output"
+        ))),
     }
 }

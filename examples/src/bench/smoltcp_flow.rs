@@ -15,12 +15,15 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use super::kernel::{spawn_reader, spawn_writer, wait_ready};
 use super::net::{link_counters, move_tap_into, Netns};
-use super::{Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC};
+use super::{
+    Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC,
+};
 
 /// smoltcp's benchmark uses 65535-byte socket buffers.
 pub const BUFFER: usize = 65535;
-/// The benchmark sleeps this long when smoltcp has no timer; 100 ms here (the benchmark has
-/// 1 s) only so that teardown is quick. It never applies while data flows.
+/// Longest sleep. The benchmark sleeps until `poll_at` (or 1 s without a timer); capping it
+/// at 100 ms only makes the end of a transfer (a TIME-WAIT timer is 10 s away) noticed
+/// quickly. While data flows, frames end every sleep long before.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// Runs one bulk transfer between plain smoltcp and the kernel over a fresh TAP and namespace.
@@ -31,7 +34,11 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
     // Creates a non-persistent TAP in this namespace; closing the descriptor removes it.
     let mut device = TunTapInterface::new(&tap_name, Medium::Ethernet)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create TAP {tap_name}: {e}")))?;
-    move_tap_into(&tap_name, &ns, &format!("{}/24", std::net::Ipv4Addr::from(HOST_IP)))?;
+    move_tap_into(
+        &tap_name,
+        &ns,
+        &format!("{}/24", std::net::Ipv4Addr::from(HOST_IP)),
+    )?;
     let fd = device.as_raw_fd();
 
     let mut config = Config::new(EthernetAddress(USER_MAC).into());
@@ -39,7 +46,10 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
     let mut iface = Interface::new(config, &mut device, Instant::now());
     iface.update_ip_addrs(|addrs| {
         addrs
-            .push(IpCidr::new(IpAddress::from(std::net::Ipv4Addr::from(USER_IP)), 24))
+            .push(IpCidr::new(
+                IpAddress::from(std::net::Ipv4Addr::from(USER_IP)),
+                24,
+            ))
             .expect("one address fits");
     });
     let mut sockets = SocketSet::new(vec![]);
@@ -57,7 +67,13 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
                 .get_mut::<tcp::Socket>(handle)
                 .listen(SINK_PORT)
                 .map_err(|e| io::Error::other(format!("listen: {e}")))?;
-            let writer = spawn_writer(ns.name(), SocketAddrV4::new(USER_IP.into(), SINK_PORT), limits, deadline);
+            let writer = spawn_writer(
+                ns.name(),
+                1,
+                SocketAddrV4::new(USER_IP.into(), SINK_PORT),
+                limits,
+                deadline,
+            );
             let (mut processed, mut start, mut end) = (0usize, None::<std::time::Instant>, None);
             let mut opened = false;
             loop {
@@ -67,7 +83,9 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
                         break;
                     }
                     writer.finish()?;
-                    return Err(io::Error::other("kernel writer finished before smoltcp saw EOF"));
+                    return Err(io::Error::other(
+                        "kernel writer finished before smoltcp saw EOF",
+                    ));
                 }
                 let timestamp = Instant::now();
                 iface.poll(timestamp, &mut device, &mut sockets);
@@ -86,13 +104,15 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
                 }
                 if opened && end.is_none() && !socket.may_recv() {
                     if processed != total {
-                        return Err(io::Error::other(format!("EOF after {processed} of {total} bytes")));
+                        return Err(io::Error::other(format!(
+                            "EOF after {processed} of {total} bytes"
+                        )));
                     }
                     end = Some(std::time::Instant::now());
                     socket.close();
                 }
 
-                wait(&iface, &sockets, fd, timestamp, &mut c)?;
+                wait(&mut iface, &sockets, fd, timestamp, &mut c)?;
             }
             writer.finish()?;
             match (start, end) {
@@ -103,9 +123,12 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
         Dir::UserToKernel => {
             let (tx, rx) = mpsc::channel();
             let addr = SocketAddrV4::new(HOST_IP.into(), SOURCE_PORT);
-            let reader = spawn_reader(ns.name(), addr, limits, deadline, tx);
+            let reader = spawn_reader(ns.name(), 1, addr, limits, deadline, tx);
             wait_ready(&rx, &deadline)?;
-            let remote = (IpAddress::from(std::net::Ipv4Addr::from(HOST_IP)), SOURCE_PORT);
+            let remote = (
+                IpAddress::from(std::net::Ipv4Addr::from(HOST_IP)),
+                SOURCE_PORT,
+            );
             sockets
                 .get_mut::<tcp::Socket>(handle)
                 .connect(iface.context(), remote, 49500)
@@ -132,9 +155,31 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
                     socket.close();
                 }
 
-                wait(&iface, &sockets, fd, timestamp, &mut c)?;
+                wait(&mut iface, &sockets, fd, timestamp, &mut c)?;
             }
-            reader.finish()?
+            let elapsed = reader.finish()?;
+            // Untimed: acknowledge the kernel's FIN, so its socket does not sit in LAST-ACK
+            // holding the TAP (deleting a device with such a socket can stall for seconds).
+            let grace = Deadline::new(std::time::Duration::from_secs(1), "closing");
+            while grace.check().is_ok() {
+                let state = sockets.get::<tcp::Socket>(handle).state();
+                if !matches!(
+                    state,
+                    tcp::State::FinWait1 | tcp::State::FinWait2 | tcp::State::Closing
+                ) {
+                    break;
+                }
+                let timestamp = Instant::now();
+                iface.poll(timestamp, &mut device, &mut sockets);
+                wait(
+                    &mut iface,
+                    &sockets,
+                    fd,
+                    timestamp,
+                    &mut Counters::default(),
+                )?;
+            }
+            elapsed
         }
     };
 
@@ -147,15 +192,27 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
         Err(e) => log::warn!("{e}"),
     }
     drop(device);
-    Ok(Outcome { bytes: limits.bytes, elapsed, counters: Some(c) })
+    Ok(Outcome {
+        bytes: limits.bytes,
+        elapsed,
+        counters: Some(c),
+        others_cpu: None,
+    })
 }
 
-/// The benchmark's wait: until `poll_at`, or a frame, or [`IDLE_WAIT`].
-fn wait(iface: &Interface, sockets: &SocketSet<'_>, fd: i32, timestamp: Instant, c: &mut Counters) -> io::Result<()> {
+/// The benchmark's wait: until `poll_at` or a frame, but at most [`IDLE_WAIT`] (so that the
+/// end of a transfer, signalled by another thread, is noticed; frames wake it long before).
+fn wait(
+    iface: &mut Interface,
+    sockets: &SocketSet<'_>,
+    fd: i32,
+    timestamp: Instant,
+    c: &mut Counters,
+) -> io::Result<()> {
     match iface.poll_at(timestamp, sockets) {
         Some(poll_at) if timestamp < poll_at => {
             c.sleeps += 1;
-            phy_wait(fd, Some(poll_at - timestamp))
+            phy_wait(fd, Some((poll_at - timestamp).min(IDLE_WAIT)))
         }
         Some(_) => Ok(()),
         None => {
@@ -166,6 +223,8 @@ fn wait(iface: &Interface, sockets: &SocketSet<'_>, fd: i32, timestamp: Instant,
 }
 
 fn seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(17)
 }

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use ustack::runtime::{self, PollMode};
+use ustack::smoltcp::socket::tcp::State;
 use ustack::smoltcp::time::Duration as SDuration;
 use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 use ustack::{Config, Error, Ready, Stack, TcpHandle, TcpOptions, Token};
@@ -14,7 +15,9 @@ use ustack_drivers::TapDevice;
 
 use super::kernel::{spawn_reader, spawn_writer, wait_ready};
 use super::net::{link_counters, Netns};
-use super::{Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC};
+use super::{
+    Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC,
+};
 
 /// Settings of the ustack side.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +30,9 @@ pub struct UstackSettings {
     pub busy_poll: bool,
 }
 
+/// Longest untimed wait for the connection to finish closing after a transfer.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Bytes per `tcp_read`/`tcp_write` call.
 const APP_CHUNK: usize = 64 * 1024;
 
@@ -35,7 +41,12 @@ fn io_err(what: &str, e: Error) -> io::Error {
 }
 
 /// Runs one bulk transfer between ustack and the kernel over a fresh TAP and namespace.
-pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> io::Result<Outcome> {
+pub fn run(
+    dir: Dir,
+    limits: Limits,
+    settings: UstackSettings,
+    prefix: &str,
+) -> io::Result<Outcome> {
     let deadline = Deadline::new(limits.timeout, "ustack transfer");
     let ns = Netns::create(&format!("{prefix}-u"))?;
     let tap_name = format!("{prefix}u");
@@ -44,20 +55,36 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
         .host_addr(&format!("{}/24", std::net::Ipv4Addr::from(HOST_IP)))
         .ipv6_autoconf(false)
         .create()?;
-    let mut config = Config::new(USER_MAC, Ipv4Cidr::new(Ipv4Address::from(USER_IP), 24)).seed(seed());
+    let mut config =
+        Config::new(USER_MAC, Ipv4Cidr::new(Ipv4Address::from(USER_IP), 24)).seed(seed());
     config.tcp = TcpOptions {
         rx_buffer: settings.rx_buffer,
         tx_buffer: settings.tx_buffer,
         ..TcpOptions::default()
     };
     let mut stack = Stack::new(config, tap, runtime::now()).map_err(|e| io_err("new stack", e))?;
-    let mode = if settings.busy_poll { PollMode::BusyPoll } else { PollMode::Block };
-    let mut loop_ = Loop { mode, counters: Counters::default() };
+    let mode = if settings.busy_poll {
+        PollMode::BusyPoll
+    } else {
+        PollMode::Block
+    };
+    let mut loop_ = Loop {
+        mode,
+        counters: Counters::default(),
+    };
 
     let elapsed = match dir {
         Dir::KernelToUser => {
-            let listener = stack.listen(SINK_PORT, 1).map_err(|e| io_err("listen", e))?;
-            let writer = spawn_writer(ns.name(), SocketAddrV4::new(USER_IP.into(), SINK_PORT), limits, deadline);
+            let listener = stack
+                .listen(SINK_PORT, 1)
+                .map_err(|e| io_err("listen", e))?;
+            let writer = spawn_writer(
+                ns.name(),
+                1,
+                SocketAddrV4::new(USER_IP.into(), SINK_PORT),
+                limits,
+                deadline,
+            );
             let mut conn: Option<TcpHandle> = None;
             let mut buf = vec![0u8; APP_CHUNK];
             let (mut got, mut start, mut end) = (0u64, None::<Instant>, None);
@@ -68,15 +95,19 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
                         break;
                     }
                     writer.finish()?;
-                    return Err(io::Error::other("kernel writer finished before ustack saw EOF"));
+                    return Err(io::Error::other(
+                        "kernel writer finished before ustack saw EOF",
+                    ));
                 }
                 loop_.step(&mut stack, &deadline, |stack, ev| {
                     match ev.token {
-                        Token::Listener(l) if conn.is_none() => match stack.accept(l) {
-                            Ok(h) => conn = Some(h),
-                            Err(Error::WouldBlock) => {}
-                            Err(e) => return Err(io_err("accept", e)),
-                        },
+                        Token::Listener(l) if l == listener && conn.is_none() => {
+                            match stack.accept(l) {
+                                Ok(h) => conn = Some(h),
+                                Err(Error::WouldBlock) => {}
+                                Err(e) => return Err(io_err("accept", e)),
+                            }
+                        }
                         Token::Tcp(h) if Some(h) == conn && end.is_none() => {
                             if !ev.ready.contains(Ready::READABLE) {
                                 return Ok(());
@@ -99,7 +130,9 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
                                         got += n as u64;
                                     }
                                     Err(Error::WouldBlock) => break,
-                                    Err(e) => return Err(io_err(&format!("read after {got} bytes"), e)),
+                                    Err(e) => {
+                                        return Err(io_err(&format!("read after {got} bytes"), e))
+                                    }
                                 }
                             }
                         }
@@ -117,7 +150,7 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
         Dir::UserToKernel => {
             let (tx, rx) = mpsc::channel();
             let addr = SocketAddrV4::new(HOST_IP.into(), SOURCE_PORT);
-            let reader = spawn_reader(ns.name(), addr, limits, deadline, tx);
+            let reader = spawn_reader(ns.name(), 1, addr, limits, deadline, tx);
             wait_ready(&rx, &deadline)?;
             let remote = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(HOST_IP)), SOURCE_PORT);
             let h = stack.connect(remote).map_err(|e| io_err("connect", e))?;
@@ -136,7 +169,8 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
                             stack.tcp_write(h, &buf[..1]).err()
                         )));
                     }
-                    if !(ev.ready.contains(Ready::WRITABLE) || ev.ready.contains(Ready::CONNECTED)) {
+                    if !(ev.ready.contains(Ready::WRITABLE) || ev.ready.contains(Ready::CONNECTED))
+                    {
                         return Ok(());
                     }
                     while sent < limits.bytes {
@@ -148,13 +182,32 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
                         }
                     }
                     if sent == limits.bytes {
-                        stack.tcp_shutdown_write(h).map_err(|e| io_err("shutdown", e))?;
+                        stack
+                            .tcp_shutdown_write(h)
+                            .map_err(|e| io_err("shutdown", e))?;
                         shut = true;
                     }
                     Ok(())
                 })?;
             }
-            reader.finish()?
+            let elapsed = reader.finish()?;
+            // Untimed: acknowledge the kernel's FIN, so its socket does not sit in LAST-ACK
+            // holding the TAP (deleting a device with such a socket can stall for seconds).
+            let grace = Deadline::new(GRACE, "closing");
+            while grace.check().is_ok() {
+                if !matches!(
+                    stack.tcp_state(h),
+                    Ok(State::FinWait1 | State::FinWait2 | State::Closing)
+                ) {
+                    break;
+                }
+                let mut quiet = Loop {
+                    mode,
+                    counters: Counters::default(),
+                };
+                quiet.step(&mut stack, &grace, |_, _| Ok(()))?;
+            }
+            elapsed
         }
     };
 
@@ -180,7 +233,12 @@ pub fn run(dir: Dir, limits: Limits, settings: UstackSettings, prefix: &str) -> 
         tap_stats.tx_dropped,
         s.rx_dropped()
     );
-    Ok(Outcome { bytes: limits.bytes, elapsed, counters: Some(counters) })
+    Ok(Outcome {
+        bytes: limits.bytes,
+        elapsed,
+        counters: Some(counters),
+        others_cpu: None,
+    })
 }
 
 /// One iteration of the event loop at a time, counting polls and sleeps.
@@ -191,7 +249,12 @@ struct Loop {
 
 impl Loop {
     /// poll → every event through `on_event` → poll_delay → wait.
-    fn step<D, F>(&mut self, stack: &mut Stack<'_, D>, deadline: &Deadline, mut on_event: F) -> io::Result<()>
+    fn step<D, F>(
+        &mut self,
+        stack: &mut Stack<'_, D>,
+        deadline: &Deadline,
+        mut on_event: F,
+    ) -> io::Result<()>
     where
         D: ustack::smoltcp::phy::Device + AsRawFd,
         F: FnMut(&mut Stack<'_, D>, ustack::Event) -> io::Result<()>,
@@ -211,6 +274,8 @@ impl Loop {
 }
 
 fn seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     t.as_nanos() as u64 ^ u64::from(std::process::id())
 }
