@@ -1,87 +1,22 @@
 //! Valid frames from the peer to the stack, built with smoltcp's emitters (correct checksums),
 //! and a parser for what the stack sends back. Used by the seed generator.
 
-use ustack::smoltcp::phy::ChecksumCapabilities;
+use ustack::frames::Link;
 use ustack::smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscRepr, RawHardwareAddress, TcpControl,
-    TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+    ArpOperation, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv6Packet, TcpControl,
+    TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 use crate::{OUR_IP, OUR_IP6, OUR_MAC, PEER_IP, PEER_IP6, PEER_MAC};
 
-const ETH: usize = 14;
-
-fn caps() -> ChecksumCapabilities {
-    ChecksumCapabilities::default()
-}
-
-fn ethernet(ethertype: EthernetProtocol, dst: EthernetAddress, payload_len: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; ETH + payload_len];
-    EthernetRepr {
-        src_addr: PEER_MAC,
-        dst_addr: dst,
-        ethertype,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    buf
-}
-
-fn ipv4(
-    proto: IpProtocol,
-    l4_len: usize,
-    fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
-) -> Vec<u8> {
-    let mut buf = ethernet(EthernetProtocol::Ipv4, OUR_MAC, 20 + l4_len);
-    let repr = Ipv4Repr {
-        src_addr: PEER_IP,
-        dst_addr: OUR_IP,
-        next_header: proto,
-        payload_len: l4_len,
-        hop_limit: 64,
-    };
-    let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH..]);
-    repr.emit(&mut ip, &caps());
-    fill(
-        ip.payload_mut(),
-        IpAddress::Ipv4(PEER_IP),
-        IpAddress::Ipv4(OUR_IP),
-    );
-    buf
-}
-
-fn ipv6(
-    proto: IpProtocol,
-    l4_len: usize,
-    fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
-) -> Vec<u8> {
-    ipv6_hops(proto, 64, l4_len, fill)
-}
-
-fn ipv6_hops(
-    proto: IpProtocol,
-    hop_limit: u8,
-    l4_len: usize,
-    fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
-) -> Vec<u8> {
-    let mut buf = ethernet(EthernetProtocol::Ipv6, OUR_MAC, 40 + l4_len);
-    let repr = Ipv6Repr {
-        src_addr: PEER_IP6,
-        dst_addr: OUR_IP6,
-        next_header: proto,
-        payload_len: l4_len,
-        hop_limit,
-    };
-    let mut ip = Ipv6Packet::new_unchecked(&mut buf[ETH..]);
-    repr.emit(&mut ip);
-    fill(
-        ip.payload_mut(),
-        IpAddress::Ipv6(PEER_IP6),
-        IpAddress::Ipv6(OUR_IP6),
-    );
-    buf
-}
+const LINK: Link = Link {
+    peer_mac: PEER_MAC,
+    our_mac: OUR_MAC,
+    peer4: PEER_IP,
+    our4: OUR_IP,
+    peer6: PEER_IP6,
+    our6: OUR_IP6,
+};
 
 /// A TCP segment's header fields.
 #[derive(Debug, Clone, Copy)]
@@ -127,126 +62,48 @@ fn tcp_repr<'a>(s: &Seg<'a>) -> TcpRepr<'a> {
 
 /// A TCP segment over IPv4 from the peer.
 pub fn tcp4(s: Seg<'_>) -> Vec<u8> {
-    let repr = tcp_repr(&s);
-    ipv4(IpProtocol::Tcp, repr.buffer_len(), |b, src, dst| {
-        repr.emit(&mut TcpPacket::new_unchecked(b), &src, &dst, &caps())
-    })
+    LINK.tcp4(&tcp_repr(&s))
 }
 
 /// A TCP segment over IPv6 from the peer.
 pub fn tcp6(s: Seg<'_>) -> Vec<u8> {
-    let repr = tcp_repr(&s);
-    ipv6(IpProtocol::Tcp, repr.buffer_len(), |b, src, dst| {
-        repr.emit(&mut TcpPacket::new_unchecked(b), &src, &dst, &caps())
-    })
-}
-
-fn udp_fill(
-    src_port: u16,
-    dst_port: u16,
-    payload: &[u8],
-) -> impl FnOnce(&mut [u8], IpAddress, IpAddress) + '_ {
-    move |b, src, dst| {
-        UdpRepr { src_port, dst_port }.emit(
-            &mut UdpPacket::new_unchecked(b),
-            &src,
-            &dst,
-            payload.len(),
-            |p| p.copy_from_slice(payload),
-            &caps(),
-        )
-    }
+    LINK.tcp6(&tcp_repr(&s))
 }
 
 /// A UDP datagram over IPv4 from the peer.
 pub fn udp4(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    ipv4(
-        IpProtocol::Udp,
-        8 + payload.len(),
-        udp_fill(src_port, dst_port, payload),
-    )
+    LINK.udp4(src_port, dst_port, payload)
 }
 
 /// A UDP datagram over IPv6 from the peer.
 pub fn udp6(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
-    ipv6(
-        IpProtocol::Udp,
-        8 + payload.len(),
-        udp_fill(src_port, dst_port, payload),
-    )
+    LINK.udp6(src_port, dst_port, payload)
 }
 
 /// An ICMPv4 echo request from the peer.
 pub fn ping4(data: &[u8]) -> Vec<u8> {
-    let repr = Icmpv4Repr::EchoRequest {
-        ident: 0x7573,
-        seq_no: 1,
-        data,
-    };
-    ipv4(IpProtocol::Icmp, repr.buffer_len(), |b, _, _| {
-        repr.emit(&mut Icmpv4Packet::new_unchecked(b), &caps())
-    })
+    LINK.ping4(0x7573, data)
 }
 
 /// An ICMPv6 echo request from the peer.
 pub fn ping6(data: &[u8]) -> Vec<u8> {
-    let repr = Icmpv6Repr::EchoRequest {
-        ident: 0x7573,
-        seq_no: 1,
-        data,
-    };
-    ipv6(IpProtocol::Icmpv6, repr.buffer_len(), |b, _, _| {
-        repr.emit(
-            &PEER_IP6,
-            &OUR_IP6,
-            &mut Icmpv6Packet::new_unchecked(b),
-            &caps(),
-        )
-    })
+    LINK.ping6(0x7573, data)
 }
 
 /// A neighbor solicitation from the peer for our IPv6 address, carrying the peer's MAC:
 /// the IPv6 counterpart of [`arp_request`] (without it the stack cannot answer over IPv6).
 pub fn ndisc_solicit() -> Vec<u8> {
-    let repr = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
-        target_addr: OUR_IP6,
-        lladdr: Some(RawHardwareAddress::from(PEER_MAC)),
-    });
-    ipv6_hops(IpProtocol::Icmpv6, 255, repr.buffer_len(), |b, _, _| {
-        repr.emit(
-            &PEER_IP6,
-            &OUR_IP6,
-            &mut Icmpv6Packet::new_unchecked(b),
-            &caps(),
-        )
-    })
-}
-
-fn arp(operation: ArpOperation, dst: EthernetAddress, target_mac: EthernetAddress) -> Vec<u8> {
-    let repr = ArpRepr::EthernetIpv4 {
-        operation,
-        source_hardware_addr: PEER_MAC,
-        source_protocol_addr: PEER_IP,
-        target_hardware_addr: target_mac,
-        target_protocol_addr: OUR_IP,
-    };
-    let mut buf = ethernet(EthernetProtocol::Arp, dst, repr.buffer_len());
-    repr.emit(&mut ArpPacket::new_unchecked(&mut buf[ETH..]));
-    buf
+    LINK.ndisc_solicit()
 }
 
 /// A broadcast ARP request from the peer for our address.
 pub fn arp_request() -> Vec<u8> {
-    arp(
-        ArpOperation::Request,
-        EthernetAddress::BROADCAST,
-        EthernetAddress([0; 6]),
-    )
+    LINK.arp_request()
 }
 
 /// An ARP reply from the peer to us: tells the stack where [`PEER_IP`] is.
 pub fn arp_reply() -> Vec<u8> {
-    arp(ArpOperation::Reply, OUR_MAC, OUR_MAC)
+    LINK.arp(ArpOperation::Reply, OUR_MAC, OUR_MAC)
 }
 
 /// The header facts of a TCP segment the stack sent.

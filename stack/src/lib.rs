@@ -20,6 +20,8 @@ mod config;
 mod device;
 mod error;
 mod event;
+#[cfg(all(feature = "alloc", any(test, feature = "frames")))]
+pub mod frames;
 pub mod ingress;
 mod ready;
 mod slot;

@@ -10,12 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{echo_addr, EchoServer};
+use ustack::frames::Link;
 use ustack::smoltcp::phy::{self, Device, DeviceCapabilities};
 use ustack::smoltcp::time::Instant;
-use ustack::smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use ustack::smoltcp::wire::{EthernetAddress, TcpControl, TcpRepr, TcpSeqNumber};
 use ustack_drivers::TapDevice;
 use ustack_tests::{privileged, random_bytes, SeededRng, TapLink, HOST_IP, STACK_IP, STACK_MAC};
 
@@ -72,7 +70,14 @@ const HOST_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x99]);
 
 /// An Ethernet + IPv4 + TCP frame from the host to ustack, with correct checksums.
 fn tcp_frame(src_port: u16, payload: &[u8]) -> Vec<u8> {
-    let tcp = TcpRepr {
+    let link = Link {
+        peer_mac: HOST_MAC,
+        our_mac: EthernetAddress(STACK_MAC),
+        peer4: HOST_IP,
+        our4: STACK_IP,
+        ..Link::default()
+    };
+    link.tcp4(&TcpRepr {
         src_port,
         dst_port: 7,
         control: TcpControl::Psh,
@@ -85,29 +90,7 @@ fn tcp_frame(src_port: u16, payload: &[u8]) -> Vec<u8> {
         sack_ranges: [None; 3],
         timestamp: None,
         payload,
-    };
-    let (src, dst) = (HOST_IP, STACK_IP);
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: HOST_MAC,
-        dst_addr: EthernetAddress(STACK_MAC),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let caps = phy::ChecksumCapabilities::default();
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut packet, &caps);
-    let mut seg = TcpPacket::new_unchecked(packet.payload_mut());
-    tcp.emit(&mut seg, &src.into(), &dst.into(), &caps);
-    buf
+    })
 }
 
 #[test]

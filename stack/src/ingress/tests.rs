@@ -7,13 +7,12 @@ use std::vec::Vec;
 
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
-    Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket,
-    TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv6Address, Ipv6Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
 };
 
 use super::*;
+use crate::frames::Link;
 
 const MAX: usize = 1514;
 const ETH: usize = 14;
@@ -30,10 +29,6 @@ const OUR6: Ipv6Address = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 const PEER_PORT: u16 = 40000;
 const OUR_PORT: u16 = 7;
 
-fn caps() -> ChecksumCapabilities {
-    ChecksumCapabilities::default()
-}
-
 fn pass(tcp: Option<TcpInfo>) -> Verdict {
     Verdict::Pass { tcp }
 }
@@ -44,15 +39,17 @@ fn dropped(reason: DropReason) -> Verdict {
 
 // ---- frame builders -----------------------------------------------------------------------
 
+const LINK: Link = Link {
+    peer_mac: PEER_MAC,
+    our_mac: OUR_MAC,
+    peer4: PEER4,
+    our4: OUR4,
+    peer6: PEER6,
+    our6: OUR6,
+};
+
 fn ethernet(ethertype: EthernetProtocol, payload_len: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; ETH + payload_len];
-    let repr = EthernetRepr {
-        src_addr: PEER_MAC,
-        dst_addr: OUR_MAC,
-        ethertype,
-    };
-    repr.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
-    buf
+    LINK.ethernet(ethertype, OUR_MAC, payload_len)
 }
 
 /// An IPv4 frame from PEER4 to OUR4 whose transport payload `fill` writes.
@@ -61,46 +58,7 @@ fn ipv4_frame(
     l4_len: usize,
     fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
 ) -> Vec<u8> {
-    let mut buf = ethernet(EthernetProtocol::Ipv4, IP4 + l4_len);
-    let repr = Ipv4Repr {
-        src_addr: PEER4,
-        dst_addr: OUR4,
-        next_header: proto,
-        payload_len: l4_len,
-        hop_limit: 64,
-    };
-    let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH..]);
-    repr.emit(&mut ip, &caps());
-    fill(
-        ip.payload_mut(),
-        IpAddress::Ipv4(PEER4),
-        IpAddress::Ipv4(OUR4),
-    );
-    buf
-}
-
-/// An IPv6 frame from PEER6 to OUR6 whose transport payload `fill` writes.
-fn ipv6_frame(
-    proto: IpProtocol,
-    l4_len: usize,
-    fill: impl FnOnce(&mut [u8], IpAddress, IpAddress),
-) -> Vec<u8> {
-    let mut buf = ethernet(EthernetProtocol::Ipv6, IP6 + l4_len);
-    let repr = Ipv6Repr {
-        src_addr: PEER6,
-        dst_addr: OUR6,
-        next_header: proto,
-        payload_len: l4_len,
-        hop_limit: 64,
-    };
-    let mut ip = Ipv6Packet::new_unchecked(&mut buf[ETH..]);
-    repr.emit(&mut ip);
-    fill(
-        ip.payload_mut(),
-        IpAddress::Ipv6(PEER6),
-        IpAddress::Ipv6(OUR6),
-    );
-    buf
+    LINK.ipv4(proto, l4_len, fill)
 }
 
 fn tcp_repr(control: TcpControl, ack: Option<i32>, payload: &[u8]) -> TcpRepr<'_> {
@@ -124,87 +82,36 @@ fn tcp_repr(control: TcpControl, ack: Option<i32>, payload: &[u8]) -> TcpRepr<'_
     }
 }
 
-fn emit_tcp<'a>(repr: &'a TcpRepr<'a>) -> impl FnOnce(&mut [u8], IpAddress, IpAddress) + 'a {
-    move |buf, src, dst| repr.emit(&mut TcpPacket::new_unchecked(buf), &src, &dst, &caps())
-}
-
 fn tcp4(control: TcpControl, ack: Option<i32>, payload: &[u8]) -> Vec<u8> {
-    let repr = tcp_repr(control, ack, payload);
-    ipv4_frame(IpProtocol::Tcp, repr.buffer_len(), emit_tcp(&repr))
+    LINK.tcp4(&tcp_repr(control, ack, payload))
 }
 
 fn tcp6(control: TcpControl, ack: Option<i32>, payload: &[u8]) -> Vec<u8> {
-    let repr = tcp_repr(control, ack, payload);
-    ipv6_frame(IpProtocol::Tcp, repr.buffer_len(), emit_tcp(&repr))
+    LINK.tcp6(&tcp_repr(control, ack, payload))
 }
 
 fn syn4() -> Vec<u8> {
     tcp4(TcpControl::Syn, None, &[])
 }
 
-fn emit_udp(payload: &[u8]) -> impl FnOnce(&mut [u8], IpAddress, IpAddress) + '_ {
-    move |buf, src, dst| {
-        let repr = UdpRepr {
-            src_port: PEER_PORT,
-            dst_port: OUR_PORT,
-        };
-        repr.emit(
-            &mut UdpPacket::new_unchecked(buf),
-            &src,
-            &dst,
-            payload.len(),
-            |p| p.copy_from_slice(payload),
-            &caps(),
-        )
-    }
-}
-
 fn udp4(payload: &[u8]) -> Vec<u8> {
-    ipv4_frame(IpProtocol::Udp, 8 + payload.len(), emit_udp(payload))
+    LINK.udp4(PEER_PORT, OUR_PORT, payload)
 }
 
 fn udp6(payload: &[u8]) -> Vec<u8> {
-    ipv6_frame(IpProtocol::Udp, 8 + payload.len(), emit_udp(payload))
+    LINK.udp6(PEER_PORT, OUR_PORT, payload)
 }
 
 fn icmp4_echo() -> Vec<u8> {
-    let repr = Icmpv4Repr::EchoRequest {
-        ident: 0x1234,
-        seq_no: 1,
-        data: b"ping",
-    };
-    ipv4_frame(IpProtocol::Icmp, repr.buffer_len(), |buf, _, _| {
-        repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps())
-    })
+    LINK.ping4(0x1234, b"ping")
 }
 
 fn icmp6_echo() -> Vec<u8> {
-    let repr = Icmpv6Repr::EchoRequest {
-        ident: 0x1234,
-        seq_no: 1,
-        data: b"ping",
-    };
-    ipv6_frame(IpProtocol::Icmpv6, repr.buffer_len(), |buf, _, _| {
-        repr.emit(
-            &PEER6,
-            &OUR6,
-            &mut Icmpv6Packet::new_unchecked(buf),
-            &caps(),
-        )
-    })
+    LINK.ping6(0x1234, b"ping")
 }
 
 fn arp_request() -> Vec<u8> {
-    let repr = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: PEER_MAC,
-        source_protocol_addr: PEER4,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: OUR4,
-    };
-    let mut buf = ethernet(EthernetProtocol::Arp, repr.buffer_len());
-    repr.emit(&mut ArpPacket::new_unchecked(&mut buf[ETH..]));
-    buf
+    LINK.arp_request()
 }
 
 /// Recomputes the IPv4 header checksum after a test edited the header.
