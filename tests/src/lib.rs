@@ -693,6 +693,7 @@ mod tests {
     use super::*;
     use smoltcp::phy::{Device, RxToken, TxToken};
     use smoltcp::time::Instant;
+    use smoltcp::wire::{ArpOperation, EthernetAddress};
     use std::collections::HashSet;
     use std::net::UdpSocket;
     use std::time::Instant as StdInstant;
@@ -839,14 +840,14 @@ mod tests {
 
         // Answering it releases the queued datagram towards STACK_MAC.
         let host_mac: [u8; 6] = arp[6..12].try_into().unwrap();
-        let mut reply = Vec::new();
-        reply.extend_from_slice(&host_mac);
-        reply.extend_from_slice(&STACK_MAC);
-        reply.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
-        reply.extend_from_slice(&STACK_MAC);
-        reply.extend_from_slice(&STACK_IP.octets());
-        reply.extend_from_slice(&host_mac);
-        reply.extend_from_slice(&HOST_IP.octets());
+        let ours = ustack::frames::Link {
+            peer_mac: EthernetAddress(STACK_MAC),
+            our_mac: EthernetAddress(host_mac),
+            peer4: STACK_IP,
+            our4: HOST_IP,
+            ..Default::default()
+        };
+        let reply = ours.arp(ArpOperation::Reply, ours.our_mac, ours.our_mac);
         device
             .transmit(Instant::ZERO)
             .unwrap()

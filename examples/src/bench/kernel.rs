@@ -236,8 +236,30 @@ pub fn spawn_reader(
     )
 }
 
+/// [`spawn_reader`], returning once the reader listens.
+pub fn listening_reader(
+    ns: &str,
+    cpu: usize,
+    bind: SocketAddrV4,
+    limits: Limits,
+    deadline: Deadline,
+) -> io::Result<Peer<Duration>> {
+    let (tx, rx) = mpsc::channel();
+    let reader = spawn_reader(ns, cpu, bind, limits, deadline, tx);
+    wait_ready(&rx, &deadline)?;
+    Ok(reader)
+}
+
+/// The time between the first and the last byte a userspace receiver saw.
+pub fn span(start: Option<Instant>, end: Option<Instant>) -> io::Result<Duration> {
+    match (start, end) {
+        (Some(s), Some(e)) => Ok(e - s),
+        _ => Err(io::Error::other("no data received")),
+    }
+}
+
 /// Waits for a reader thread to listen.
-pub fn wait_ready(ready: &mpsc::Receiver<()>, deadline: &Deadline) -> io::Result<()> {
+fn wait_ready(ready: &mpsc::Receiver<()>, deadline: &Deadline) -> io::Result<()> {
     loop {
         deadline.check()?;
         match ready.recv_timeout(TICK) {
@@ -262,9 +284,7 @@ pub fn veth(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
         Dir::UserToKernel => (pair.b.name(), pair.a.name(), VETH_A_IP),
     };
     let addr = SocketAddrV4::new(reader_ip.into(), super::SOURCE_PORT);
-    let (tx, rx) = mpsc::channel();
-    let reader = spawn_reader(reader_ns, 0, addr, limits, deadline, tx);
-    wait_ready(&rx, &deadline)?;
+    let reader = listening_reader(reader_ns, 0, addr, limits, deadline)?;
     let writer = spawn_writer(writer_ns, 1, addr, limits, deadline);
     let elapsed = reader.finish()?;
     writer.finish()?;

@@ -5,7 +5,6 @@
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
-use std::sync::mpsc;
 
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{wait as phy_wait, Medium, TunTapInterface};
@@ -13,7 +12,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
-use super::kernel::{spawn_reader, spawn_writer, wait_ready};
+use super::kernel::{listening_reader, span, spawn_writer};
 use super::net::{link_counters, move_tap_into, Netns};
 use super::{
     Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC,
@@ -115,16 +114,11 @@ pub fn run(dir: Dir, limits: Limits, prefix: &str) -> io::Result<Outcome> {
                 wait(&mut iface, &sockets, fd, timestamp, &mut c)?;
             }
             writer.finish()?;
-            match (start, end) {
-                (Some(s), Some(e)) => e - s,
-                _ => return Err(io::Error::other("no data received")),
-            }
+            span(start, end)?
         }
         Dir::UserToKernel => {
-            let (tx, rx) = mpsc::channel();
             let addr = SocketAddrV4::new(HOST_IP.into(), SOURCE_PORT);
-            let reader = spawn_reader(ns.name(), 1, addr, limits, deadline, tx);
-            wait_ready(&rx, &deadline)?;
+            let reader = listening_reader(ns.name(), 1, addr, limits, deadline)?;
             let remote = (
                 IpAddress::from(std::net::Ipv4Addr::from(HOST_IP)),
                 SOURCE_PORT,

@@ -3,7 +3,6 @@
 use std::io;
 use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
-use std::sync::mpsc;
 use std::time::Instant;
 
 use ustack::runtime::{self, PollMode};
@@ -13,7 +12,7 @@ use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
 use ustack::{Config, Error, Ready, Stack, TcpHandle, TcpOptions, Token};
 use ustack_drivers::TapDevice;
 
-use super::kernel::{spawn_reader, spawn_writer, wait_ready};
+use super::kernel::{listening_reader, span, spawn_writer};
 use super::net::{link_counters, Netns};
 use super::{
     Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC,
@@ -142,16 +141,11 @@ pub fn run(
                 })?;
             }
             writer.finish()?;
-            match (start, end) {
-                (Some(s), Some(e)) => e - s,
-                _ => return Err(io::Error::other("no data received")),
-            }
+            span(start, end)?
         }
         Dir::UserToKernel => {
-            let (tx, rx) = mpsc::channel();
             let addr = SocketAddrV4::new(HOST_IP.into(), SOURCE_PORT);
-            let reader = spawn_reader(ns.name(), 1, addr, limits, deadline, tx);
-            wait_ready(&rx, &deadline)?;
+            let reader = listening_reader(ns.name(), 1, addr, limits, deadline)?;
             let remote = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(HOST_IP)), SOURCE_PORT);
             let h = stack.connect(remote).map_err(|e| io_err("connect", e))?;
             let buf = vec![0xa5u8; APP_CHUNK];
