@@ -36,6 +36,8 @@ extern crate std;
 pub mod pipe;
 
 #[cfg(feature = "std")]
+pub mod iproute;
+#[cfg(feature = "std")]
 pub mod pcap;
 #[cfg(feature = "std")]
 pub mod tap;

@@ -15,11 +15,12 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::process::Command;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use tun_tap::{Iface, Mode};
+
+use crate::iproute::ip;
 
 /// Length of an Ethernet header without VLAN tag.
 const ETH_HEADER: usize = 14;
@@ -713,39 +714,6 @@ fn read_mtu(name: &str) -> io::Result<usize> {
         usize::try_from(req.ifr_ifru.ifru_mtu)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
     }
-}
-
-/// Runs `ip [-n netns] args...`, turning a failure into an error that quotes
-/// the command and its stderr.
-fn ip(netns: Option<&str>, args: &[&str]) -> io::Result<()> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = netns {
-        cmd.args(["-n", ns]);
-    }
-    cmd.args(args);
-    let shown = match netns {
-        Some(ns) => format!("ip -n {ns} {}", args.join(" ")),
-        None => format!("ip {}", args.join(" ")),
-    };
-    let out = cmd.output().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            io::Error::new(
-                e.kind(),
-                format!("cannot run `{shown}`: `ip` not found; install iproute2"),
-            )
-        } else {
-            io::Error::new(e.kind(), format!("cannot run `{shown}`: {e}"))
-        }
-    })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    Err(io::Error::other(format!(
-        "`{shown}` failed ({}): {}",
-        out.status,
-        stderr.trim()
-    )))
 }
 
 #[cfg(test)]

@@ -199,22 +199,11 @@ fn base36(mut n: u32) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Runs `ip args...`, returning stderr as the error on failure.
+/// Runs `ip args...`; the error quotes the command and its stderr.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run `ip {}`: {e}; install iproute2", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    ustack_drivers::iproute::ip(None, args)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A named network namespace (as `ip netns` manages them) that is deleted

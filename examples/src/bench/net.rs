@@ -4,34 +4,8 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 
-/// Runs `ip [-n ns] args...`; a failure quotes the command and its stderr.
-pub fn ip(ns: Option<&str>, args: &[&str]) -> io::Result<String> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = ns {
-        cmd.args(["-n", ns]);
-    }
-    cmd.args(args);
-    let shown = match ns {
-        Some(ns) => format!("ip -n {ns} {}", args.join(" ")),
-        None => format!("ip {}", args.join(" ")),
-    };
-    let out = cmd.output().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot run `{shown}`: {e} (is iproute2 installed?)"),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "`{shown}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use ustack_drivers::iproute::ip;
 
 /// A network namespace that exists as long as this guard does.
 #[derive(Debug)]
