@@ -175,10 +175,34 @@ impl IngressState {
 
 /// Wraps the user's device for the duration of one poll.
 pub(crate) struct Wrapped<'s, D> {
-    pub inner: &'s mut D,
-    pub state: &'s mut IngressState,
-    pub tx: &'s TxCount,
-    pub now: Instant,
+    inner: &'s mut D,
+    state: &'s mut IngressState,
+    tx: &'s TxCount,
+    now: Instant,
+    /// Read once per poll rather than once per frame.
+    caps: Caps,
+}
+
+impl<'s, D: Device> Wrapped<'s, D> {
+    pub(crate) fn new(
+        inner: &'s mut D,
+        state: &'s mut IngressState,
+        tx: &'s TxCount,
+        now: Instant,
+    ) -> Self {
+        let c = inner.capabilities();
+        let caps = Caps {
+            max_len: c.max_transmission_unit,
+            checks: c.checksum,
+        };
+        Wrapped {
+            inner,
+            state,
+            tx,
+            now,
+            caps,
+        }
+    }
 }
 
 impl<D: Device> Device for Wrapped<'_, D> {
@@ -192,11 +216,7 @@ impl<D: Device> Device for Wrapped<'_, D> {
         Self: 'a;
 
     fn receive(&mut self, ts: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let inner_caps = self.inner.capabilities();
-        let caps = Caps {
-            max_len: inner_caps.max_transmission_unit,
-            checks: inner_caps.checksum,
-        };
+        let caps = self.caps.clone();
         let now = self.now;
         let state = &mut *self.state;
         let counter = self.tx;
@@ -258,6 +278,7 @@ impl<D: Device> Device for Wrapped<'_, D> {
 }
 
 /// What ingress validation needs to know about the device.
+#[derive(Clone)]
 pub(crate) struct Caps {
     max_len: usize,
     checks: smoltcp::phy::ChecksumCapabilities,
@@ -272,6 +293,8 @@ pub(crate) struct TxCount {
     pub bytes: Cell<u64>,
     /// Local ports of connections whose SYN has not left yet (0 = free entry).
     unsent: [Cell<u16>; MAX_UNSENT_CONNECTS],
+    /// Entries in use, so the common case (none) skips parsing outgoing frames.
+    waiting: Cell<usize>,
 }
 
 impl Default for TxCount {
@@ -280,6 +303,7 @@ impl Default for TxCount {
             frames: Cell::new(0),
             bytes: Cell::new(0),
             unsent: core::array::from_fn(|_| Cell::new(0)),
+            waiting: Cell::new(0),
         }
     }
 }
@@ -288,8 +312,10 @@ impl TxCount {
     fn record(&self, frame: &[u8]) {
         self.frames.set(self.frames.get() + 1);
         self.bytes.set(self.bytes.get() + frame.len() as u64);
-        if let Some(port) = outgoing_syn_port(frame) {
-            self.sent(port);
+        if self.waiting.get() > 0 {
+            if let Some(port) = outgoing_syn_port(frame) {
+                self.sent(port);
+            }
         }
     }
 
@@ -298,6 +324,7 @@ impl TxCount {
         match self.unsent.iter().find(|p| p.get() == 0) {
             Some(free) => {
                 free.set(port);
+                self.waiting.set(self.waiting.get() + 1);
                 true
             }
             None => false,
@@ -306,8 +333,12 @@ impl TxCount {
 
     /// The connection on `port` sent its SYN, or went away.
     pub(crate) fn sent(&self, port: u16) {
+        if port == 0 {
+            return; // 0 marks free entries, not a connection
+        }
         for p in self.unsent.iter().filter(|p| p.get() == port) {
             p.set(0);
+            self.waiting.set(self.waiting.get() - 1);
         }
     }
 
@@ -315,7 +346,7 @@ impl TxCount {
     /// `poll_at` after such a socket takes a SYN or SYN-ACK (its window bookkeeping starts
     /// from an ACK it never sent), so those segments must not reach it.
     fn unsent(&self, port: u16) -> bool {
-        port != 0 && self.unsent.iter().any(|p| p.get() == port)
+        port != 0 && self.waiting.get() > 0 && self.unsent.iter().any(|p| p.get() == port)
     }
 }
 

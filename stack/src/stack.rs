@@ -132,12 +132,7 @@ impl<'a, D: Device> Stack<'a, D> {
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(config.mac));
         iface_config.random_seed = config.random_seed;
         let mut iface = {
-            let mut wrapped = Wrapped {
-                inner: &mut device,
-                state: &mut ingress,
-                tx: &txc,
-                now,
-            };
+            let mut wrapped = Wrapped::new(&mut device, &mut ingress, &txc, now);
             Interface::new(iface_config, &mut wrapped, now)
         };
         let mut addr_err = None;
@@ -195,12 +190,7 @@ impl<'a, D: Device> Stack<'a, D> {
     pub fn poll(&mut self, now: Instant) -> bool {
         self.refresh_budgets();
         let result = {
-            let mut wrapped = Wrapped {
-                inner: &mut self.device,
-                state: &mut self.ingress,
-                tx: &self.txc,
-                now,
-            };
+            let mut wrapped = Wrapped::new(&mut self.device, &mut self.ingress, &self.txc, now);
             self.iface.poll(now, &mut wrapped, &mut self.sockets)
         };
         let stats = &mut self.ingress.stats;

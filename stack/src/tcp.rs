@@ -274,8 +274,8 @@ impl<'a, D: Device> Stack<'a, D> {
             Ok(0) if !buf.is_empty() => Err(Error::WouldBlock),
             Ok(n) => Ok(n),
             Err(SendError::InvalidState) => match sock.state() {
+                // Not open for sending yet: the CONNECTED event will say when.
                 State::SynSent | State::SynReceived => Err(Error::WouldBlock),
-                State::Established | State::CloseWait => Err(Error::WouldBlock),
                 _ => Err(self.why_not_open(i)),
             },
         }
@@ -417,7 +417,6 @@ impl<'a, D: Device> Stack<'a, D> {
         }
         match self.socket_state(i) {
             Some(State::SynSent | State::SynReceived) => Error::WouldBlock,
-            Some(State::Closed | State::TimeWait) => Error::NotConnected,
             _ => Error::NotConnected,
         }
     }

@@ -77,10 +77,11 @@ fn connect_accept_exchange_and_close() {
     );
     s.tcp_close(a).unwrap();
     assert_eq!(s.tcp_read(a, &mut buf), Err(Error::Closed));
-    let ev = run_until(&mut s, &mut t, |s| {
+    run_until(&mut s, &mut t, |s| {
         s.tcp_state(c) == Ok(smoltcp::socket::tcp::State::TimeWait)
     });
-    let _ = ev;
+    // Both FINs crossed: the client reads end of stream.
+    assert_eq!(s.tcp_read(c, &mut buf), Ok(0));
 }
 
 #[test]
@@ -274,11 +275,30 @@ fn closed_connections_are_recycled_so_a_small_table_serves_many() {
         s.tcp_write(c, &[round]).unwrap();
         s.tcp_close(c).unwrap();
         let mut b = [0u8; 4];
-        run_until(&mut s, &mut t, |s| {
-            s.tcp_read(a, &mut b) == Ok(0) || b[0] == round
-        });
+        run_until(&mut s, &mut t, |s| s.tcp_recv_queue(a) == Ok(1));
+        assert_eq!(s.tcp_read(a, &mut b), Ok(1));
+        assert_eq!(b[0], round);
+        run_until(&mut s, &mut t, |s| s.tcp_read(a, &mut b) == Ok(0));
         s.tcp_close(a).unwrap();
-        run_until(&mut s, &mut t, |s| s.stats().tx_frames > 0);
+        // Let both closes finish; the next round's connect needs the recycled sockets.
+        run_until(&mut s, &mut t, |s| s.poll_delay(Instant::ZERO).is_none());
     }
     assert_eq!(s.stats().tcp_accepted, 40);
+}
+
+#[test]
+fn connects_beyond_the_unsent_table_are_refused_and_leave_it_consistent() {
+    let mut config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    config.max_sockets = crate::MAX_UNSENT_CONNECTS + 8;
+    let mut s = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    // Nothing polls, so no SYN leaves: every connect stays in the unsent table.
+    let conns: Vec<_> = (0..crate::MAX_UNSENT_CONNECTS)
+        .map(|_| s.connect(ep(7)).unwrap())
+        .collect();
+    assert_eq!(s.connect(ep(7)), Err(Error::NoBufferSpace));
+    // Closing one frees its entry, so exactly one more connect fits.
+    s.tcp_close(conns[0]).unwrap();
+    s.poll(Instant::ZERO);
+    s.connect(ep(7)).unwrap();
+    assert_eq!(s.connect(ep(7)), Err(Error::NoBufferSpace));
 }
