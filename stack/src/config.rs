@@ -86,7 +86,14 @@ pub struct Config {
     /// How long a SYN that finds its listener's backlog full is held before it is reset.
     /// Zero resets at once.
     pub syn_hold: Duration,
+    /// The datagram [`Stack::udp_dial`](crate::Stack::udp_dial) sends to check its peer, and
+    /// that sockets with [`Stack::udp_drop_probes`](crate::Stack::udp_drop_probes) discard.
+    /// Both ends must agree on it.
+    pub udp_probe: &'static [u8],
 }
+
+/// The default dial probe, [`Config::udp_probe`].
+pub const DEFAULT_UDP_PROBE: &[u8] = b"connect-ping";
 
 impl Config {
     /// A configuration with the given MAC and IPv4 address, and defaults for the rest.
@@ -101,6 +108,7 @@ impl Config {
             tcp: TcpOptions::default(),
             udp: UdpOptions::default(),
             syn_hold: Duration::from_millis(500),
+            udp_probe: DEFAULT_UDP_PROBE,
         }
     }
 
@@ -113,6 +121,12 @@ impl Config {
     /// Adds an IPv6 address.
     pub fn ipv6(mut self, cidr: Ipv6Cidr) -> Self {
         self.ipv6 = Some(cidr);
+        self
+    }
+
+    /// Sets the UDP dial probe; see [`Config::udp_probe`].
+    pub fn udp_probe(mut self, probe: &'static [u8]) -> Self {
+        self.udp_probe = probe;
         self
     }
 

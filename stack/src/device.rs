@@ -2,17 +2,21 @@
 //!
 //! It counts frames, runs [`classify`](crate::ingress::classify) on each one, hands bad frames
 //! to smoltcp as empty buffers (which it discards), holds SYNs that find their listener's
-//! backlog full, and remembers recent resets so a closed socket can say why it closed.
+//! backlog full, remembers recent resets so a closed socket can say why it closed, drops
+//! datagrams that a connected UDP socket must not see, and notes ICMP errors for the
+//! connected UDP socket they concern.
 
 use core::cell::Cell;
 
 use heapless::{Deque, Vec};
 use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::IpEndpoint;
+use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 
-use crate::ingress::{classify_with, outgoing_syn_port, Verdict};
+use crate::ingress::{classify_with, outgoing_syn_port, Facts, TcpInfo, Unreachable, Verdict};
+use crate::slot::Slot;
 use crate::stats::Stats;
+use crate::udp::{foreign_to_connected, icmp_target};
 
 /// Listeners a stack can have at once.
 pub const MAX_LISTENERS: usize = 16;
@@ -21,6 +25,10 @@ pub const SYN_STASH_FRAMES: usize = 64;
 /// Largest SYN frame that can wait; bigger ones (SYN with data) are reset when the backlog is full.
 pub const SYN_STASH_FRAME_LEN: usize = 128;
 const RST_MEMORY: usize = 16;
+/// ICMP errors for connected UDP sockets that one poll can collect.
+const ICMP_ERROR_MEMORY: usize = 16;
+/// Interface addresses that ICMP quotes are checked against.
+const MAX_ADDRS: usize = 8;
 
 /// How many more SYNs a listening port can absorb during this poll.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +50,14 @@ pub(crate) struct RstSeen {
     pub remote: IpEndpoint,
 }
 
+/// An ICMP error that matched a connected UDP socket, waiting to be delivered after the poll.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IcmpHit {
+    pub slot: u16,
+    pub gen: u16,
+    pub kind: Unreachable,
+}
+
 /// Ingress state that survives between polls.
 #[derive(Default)]
 pub(crate) struct IngressState {
@@ -50,6 +66,11 @@ pub(crate) struct IngressState {
     stash: Deque<Held, SYN_STASH_FRAMES>,
     resets: Deque<RstSeen, RST_MEMORY>,
     pub syn_hold: Duration,
+    /// Connected UDP sockets; while 0, UDP frames skip the connected-socket checks.
+    pub udp_connected: usize,
+    /// Our interface addresses, refreshed before each poll while a UDP socket is connected.
+    addrs: Vec<IpAddress, MAX_ADDRS>,
+    pub icmp_hits: Deque<IcmpHit, ICMP_ERROR_MEMORY>,
 }
 
 impl IngressState {
@@ -75,6 +96,14 @@ impl IngressState {
             }
         }
         found
+    }
+
+    /// Copies the interface addresses that ICMP quotes must name as their source.
+    pub(crate) fn refresh_addrs(&mut self, cidrs: &[IpCidr]) {
+        self.addrs.clear();
+        for c in cidrs {
+            let _ = self.addrs.push(c.address());
+        }
     }
 
     /// When a held SYN must next be looked at.
@@ -105,15 +134,8 @@ impl IngressState {
     }
 
     /// Decides what smoltcp gets for this frame; returns false to hand it an empty buffer.
-    fn admit(
-        &mut self,
-        frame: &[u8],
-        caps: &Caps,
-        tx: &TxCount,
-        now: Instant,
-        replay: bool,
-    ) -> bool {
-        match classify_with(frame, caps.max_len, &caps.checks) {
+    fn admit(&mut self, frame: &[u8], cx: &Ctx<'_>, replay: bool) -> bool {
+        match classify_with(frame, cx.caps.max_len, &cx.caps.checks) {
             Verdict::Drop(reason) => {
                 self.stats.count_drop(reason);
                 #[cfg(feature = "log")]
@@ -124,53 +146,87 @@ impl IngressState {
                 self.stats.rx_unsupported += 1;
                 true
             }
-            Verdict::Pass { tcp: None } => true,
-            Verdict::Pass { tcp: Some(t) } => {
-                if t.rst {
-                    if self.resets.is_full() {
-                        self.resets.pop_front();
-                    }
-                    let remote = IpEndpoint::new(t.src, t.src_port);
-                    let _ = self.resets.push_back(RstSeen {
-                        local_port: t.dst_port,
-                        remote,
-                    });
-                }
-                if (t.syn || t.syn_ack) && tx.unsent(t.dst_port) {
-                    self.stats.tcp_syn_before_connect += 1;
+            Verdict::Pass(Facts::Other) => true,
+            Verdict::Pass(Facts::Tcp(t)) => self.admit_tcp(frame, t, cx, replay),
+            Verdict::Pass(Facts::Udp(u)) => {
+                if self.udp_connected > 0 && foreign_to_connected(cx.slots, &u) {
+                    self.stats.udp_foreign_dropped += 1;
                     return false;
                 }
-                if !t.syn {
+                true
+            }
+            Verdict::Pass(Facts::IcmpError(e)) => {
+                if self.udp_connected == 0 || !self.addrs.contains(&e.local.addr) {
                     return true;
                 }
-                let hold = self.syn_hold;
-                let Some(b) = self.budget(t.dst_port) else {
-                    return true;
-                };
-                if b.armed > 0 {
-                    b.armed -= 1;
-                    return true;
-                }
-                let port = b.port;
-                if !replay && hold > Duration::ZERO && !self.stash.is_full() {
-                    if let Ok(frame) = Vec::from_slice(frame) {
-                        let _ = self.stash.push_back(Held {
-                            since: now,
-                            port,
-                            frame,
-                        });
-                        self.stats.tcp_syn_deferred += 1;
-                        return false;
+                if let Some((slot, gen)) = icmp_target(cx.slots, &e) {
+                    if self.icmp_hits.is_full() {
+                        self.icmp_hits.pop_front();
                     }
+                    let _ = self.icmp_hits.push_back(IcmpHit {
+                        slot,
+                        gen,
+                        kind: e.kind,
+                    });
                 }
-                // smoltcp finds no listening socket and answers with a reset.
-                self.stats.tcp_syn_backlog_full += 1;
-                #[cfg(feature = "log")]
-                log::debug!("backlog of port {port} full: resetting SYN from {}", t.src);
                 true
             }
         }
     }
+
+    fn admit_tcp(&mut self, frame: &[u8], t: TcpInfo, cx: &Ctx<'_>, replay: bool) -> bool {
+        if t.rst {
+            if self.resets.is_full() {
+                self.resets.pop_front();
+            }
+            let remote = IpEndpoint::new(t.src, t.src_port);
+            let _ = self.resets.push_back(RstSeen {
+                local_port: t.dst_port,
+                remote,
+            });
+        }
+        if (t.syn || t.syn_ack) && cx.tx.unsent(t.dst_port) {
+            self.stats.tcp_syn_before_connect += 1;
+            return false;
+        }
+        if !t.syn {
+            return true;
+        }
+        let hold = self.syn_hold;
+        let Some(b) = self.budget(t.dst_port) else {
+            return true;
+        };
+        if b.armed > 0 {
+            b.armed -= 1;
+            return true;
+        }
+        let port = b.port;
+        if !replay && hold > Duration::ZERO && !self.stash.is_full() {
+            if let Ok(frame) = Vec::from_slice(frame) {
+                let _ = self.stash.push_back(Held {
+                    since: cx.now,
+                    port,
+                    frame,
+                });
+                self.stats.tcp_syn_deferred += 1;
+                return false;
+            }
+        }
+        // smoltcp finds no listening socket and answers with a reset.
+        self.stats.tcp_syn_backlog_full += 1;
+        #[cfg(feature = "log")]
+        log::debug!("backlog of port {port} full: resetting SYN from {}", t.src);
+        true
+    }
+}
+
+/// What admitting a frame needs besides the ingress state, fixed for one poll.
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    caps: &'a Caps,
+    tx: &'a TxCount,
+    now: Instant,
+    slots: &'a [Slot],
 }
 
 /// Wraps the user's device for the duration of one poll.
@@ -179,6 +235,7 @@ pub(crate) struct Wrapped<'s, D> {
     state: &'s mut IngressState,
     tx: &'s TxCount,
     now: Instant,
+    slots: &'s [Slot],
     /// Read once per poll rather than once per frame.
     caps: Caps,
 }
@@ -188,6 +245,7 @@ impl<'s, D: Device> Wrapped<'s, D> {
         inner: &'s mut D,
         state: &'s mut IngressState,
         tx: &'s TxCount,
+        slots: &'s [Slot],
         now: Instant,
     ) -> Self {
         let c = inner.capabilities();
@@ -200,6 +258,7 @@ impl<'s, D: Device> Wrapped<'s, D> {
             state,
             tx,
             now,
+            slots,
             caps,
         }
     }
@@ -216,24 +275,22 @@ impl<D: Device> Device for Wrapped<'_, D> {
         Self: 'a;
 
     fn receive(&mut self, ts: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let caps = self.caps.clone();
-        let now = self.now;
+        let cx = Ctx {
+            caps: &self.caps,
+            tx: self.tx,
+            now: self.now,
+            slots: self.slots,
+        };
         let state = &mut *self.state;
         let counter = self.tx;
         if state.stash.front().is_some() {
-            if let Some(held) = state.release(now) {
+            if let Some(held) = state.release(cx.now) {
                 let Some(tx) = self.inner.transmit(ts) else {
                     // No room to answer: put it back, it will be released again next poll.
                     let _ = state.stash.push_front(held);
                     return None;
                 };
-                let rx = Rx::Held {
-                    held,
-                    state,
-                    caps,
-                    tx: counter,
-                    now,
-                };
+                let rx = Rx::Held { held, state, cx };
                 return Some((rx, Tx { inner: tx, counter }));
             }
         }
@@ -241,9 +298,7 @@ impl<D: Device> Device for Wrapped<'_, D> {
         let rx = Rx::Device {
             inner: rx,
             state,
-            caps,
-            tx: counter,
-            now,
+            cx,
         };
         Some((rx, Tx { inner: tx, counter }))
     }
@@ -354,46 +409,29 @@ pub(crate) enum Rx<'a, T> {
     Device {
         inner: T,
         state: &'a mut IngressState,
-        caps: Caps,
-        tx: &'a TxCount,
-        now: Instant,
+        cx: Ctx<'a>,
     },
     Held {
         held: Held,
         state: &'a mut IngressState,
-        caps: Caps,
-        tx: &'a TxCount,
-        now: Instant,
+        cx: Ctx<'a>,
     },
 }
 
 impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         match self {
-            Rx::Device {
-                inner,
-                state,
-                caps,
-                tx,
-                now,
-            } => inner.consume(|buf| {
-                let st = state;
-                st.stats.rx_frames += 1;
-                st.stats.rx_bytes += buf.len() as u64;
-                if st.admit(buf, &caps, tx, now, false) {
+            Rx::Device { inner, state, cx } => inner.consume(|buf| {
+                state.stats.rx_frames += 1;
+                state.stats.rx_bytes += buf.len() as u64;
+                if state.admit(buf, &cx, false) {
                     f(buf)
                 } else {
                     f(&[])
                 }
             }),
-            Rx::Held {
-                held,
-                state,
-                caps,
-                tx,
-                now,
-            } => {
-                if state.admit(&held.frame, &caps, tx, now, true) {
+            Rx::Held { held, state, cx } => {
+                if state.admit(&held.frame, &cx, true) {
                     f(&held.frame)
                 } else {
                     f(&[])

@@ -9,8 +9,17 @@ pub enum Error {
     /// The operation cannot make progress now; poll the stack and retry after the next
     /// readiness event for this socket.
     WouldBlock,
-    /// The peer answered the connection attempt with a reset: nothing listens there.
+    /// Nothing listens there: the peer answered a TCP connection attempt with a reset, or a
+    /// connected UDP socket's datagram with ICMP port unreachable.
     ConnectionRefused,
+    /// An ICMP destination-unreachable (host, network, protocol, or administratively
+    /// prohibited) came back for a datagram this connected UDP socket sent.
+    HostUnreachable,
+    /// `send` on a UDP socket that is not connected.
+    DestinationAddressRequired,
+    /// `send_to` on a connected UDP socket (Go's "use of WriteTo with pre-connected
+    /// connection").
+    AlreadyConnected,
     /// The peer reset an established connection.
     ConnectionReset,
     /// The peer stopped answering within the socket's timeout.
@@ -31,7 +40,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::WouldBlock => f.write_str("operation would block: poll the stack and retry on the next readiness event"),
-            Error::ConnectionRefused => f.write_str("connection refused: the peer sent a reset; check that something listens on that port"),
+            Error::ConnectionRefused => f.write_str("connection refused: the peer answered with a TCP reset or an ICMP port unreachable; check that something listens on that port"),
+            Error::HostUnreachable => f.write_str("host unreachable: an ICMP destination-unreachable came back for this socket's datagram; check the peer's address and the route to it"),
+            Error::DestinationAddressRequired => f.write_str("destination address required: this UDP socket is not connected; connect it first, or use send_to with an address"),
+            Error::AlreadyConnected => f.write_str("use of WriteTo with pre-connected connection: this UDP socket is connected; use send, or disconnect first"),
             Error::ConnectionReset => f.write_str("connection reset by peer: close this socket and reconnect"),
             Error::TimedOut => f.write_str("timed out: the peer stopped answering; check the route and the peer, then reconnect"),
             Error::AddrInUse => f.write_str("address in use: another ustack socket holds this port; pick another port or close that socket"),
@@ -53,6 +65,9 @@ impl From<Error> for std::io::Error {
         let kind = match e {
             Error::WouldBlock => K::WouldBlock,
             Error::ConnectionRefused => K::ConnectionRefused,
+            Error::HostUnreachable => K::HostUnreachable,
+            Error::DestinationAddressRequired => K::NotConnected,
+            Error::AlreadyConnected => K::InvalidInput,
             Error::ConnectionReset => K::ConnectionReset,
             Error::TimedOut => K::TimedOut,
             Error::AddrInUse => K::AddrInUse,

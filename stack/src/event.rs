@@ -16,7 +16,8 @@ impl Ready {
     pub const CONNECTED: Ready = Ready(4);
     /// The connection is fully closed; close the handle to free it.
     pub const CLOSED: Ready = Ready(8);
-    /// The connection ended abnormally; the next read or write reports why.
+    /// The connection ended abnormally, or (UDP) an ICMP error is pending; the next read or
+    /// write reports it.
     pub const ERROR: Ready = Ready(16);
     /// A listener has a connection waiting in `accept`.
     pub const ACCEPTABLE: Ready = Ready(32);

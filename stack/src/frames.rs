@@ -3,10 +3,10 @@
 //!
 //! ```
 //! use ustack::frames::Link;
-//! use ustack::ingress::{classify, Verdict};
+//! use ustack::ingress::{classify, Facts, Verdict};
 //! let link = Link::default();
-//! let frame = link.udp4(40000, 7, b"hello");
-//! assert_eq!(classify(&frame, 1514), Verdict::Pass { tcp: None });
+//! let frame = link.ping4(1, b"hello");
+//! assert_eq!(classify(&frame, 1514), Verdict::Pass(Facts::Other));
 //! ```
 
 use alloc::vec;
@@ -24,6 +24,10 @@ const ETH: usize = 14;
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const UDP_HEADER: usize = 8;
+/// Type, code, checksum and 4 unused bytes before an ICMP error's quote.
+const ICMP_ERROR_HEADER: usize = 8;
+const ICMPV4_DST_UNREACHABLE: u8 = 3;
+const ICMPV6_DST_UNREACHABLE: u8 = 1;
 
 /// The two ends of a link: frames are built from `peer_*` to `our_*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +198,55 @@ impl Link {
             repr.buffer_len(),
             |b, _, _| repr.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(b), &caps()),
         )
+    }
+
+    /// The IPv4 packet of a UDP datagram sent from us to the peer: what an ICMP error quotes.
+    pub fn sent_udp4(&self, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+        self.mirrored().udp4(src_port, dst_port, payload)[ETH..].to_vec()
+    }
+
+    /// The IPv6 packet of a UDP datagram sent from us to the peer.
+    pub fn sent_udp6(&self, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+        self.mirrored().udp6(src_port, dst_port, payload)[ETH..].to_vec()
+    }
+
+    /// An ICMPv4 destination-unreachable with `code`, quoting `quote` (RFC 792 promises the
+    /// IP header plus 8 bytes; pass a truncated [`sent_udp4`](Self::sent_udp4) for that).
+    pub fn unreachable4(&self, code: u8, quote: &[u8]) -> Vec<u8> {
+        self.ipv4(
+            IpProtocol::Icmp,
+            ICMP_ERROR_HEADER + quote.len(),
+            |b, _, _| {
+                b[0] = ICMPV4_DST_UNREACHABLE;
+                b[1] = code;
+                b[ICMP_ERROR_HEADER..].copy_from_slice(quote);
+                Icmpv4Packet::new_unchecked(b).fill_checksum();
+            },
+        )
+    }
+
+    /// An ICMPv6 destination-unreachable with `code`, quoting `quote`.
+    pub fn unreachable6(&self, code: u8, quote: &[u8]) -> Vec<u8> {
+        let (src, dst) = (self.peer6, self.our6);
+        let len = ICMP_ERROR_HEADER + quote.len();
+        self.ipv6(IpProtocol::Icmpv6, 64, len, |b, _, _| {
+            b[0] = ICMPV6_DST_UNREACHABLE;
+            b[1] = code;
+            b[ICMP_ERROR_HEADER..].copy_from_slice(quote);
+            Icmpv6Packet::new_unchecked(b).fill_checksum(&src, &dst);
+        })
+    }
+
+    /// The same link seen from the other end.
+    fn mirrored(&self) -> Link {
+        Link {
+            peer_mac: self.our_mac,
+            our_mac: self.peer_mac,
+            peer4: self.our4,
+            our4: self.peer4,
+            peer6: self.our6,
+            our6: self.peer6,
+        }
     }
 
     /// An ARP packet about our IPv4 address, sent to `dst`.

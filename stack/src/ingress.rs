@@ -1,14 +1,21 @@
 //! Validation of every frame before smoltcp sees it.
 //!
 //! smoltcp drops bad frames silently; ustack must count them by reason, and must know about
-//! SYNs and resets to run listener backlogs and to tell a reset from a timeout. One pass over
-//! the headers does both, and verifies the checksums so smoltcp need not do it a second time.
+//! SYNs and resets to run listener backlogs and to tell a reset from a timeout, about UDP
+//! sources to filter connected sockets, and about ICMP errors, which smoltcp never delivers.
+//! One pass over the headers does all of it, and verifies the checksums so smoltcp need not
+//! do it a second time.
 
 use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::IpEndpoint;
 use smoltcp::wire::{
     ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol,
     Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
 };
+
+mod icmp;
+
+pub use icmp::{IcmpError, Unreachable};
 
 pub use crate::stats::DropReason;
 
@@ -37,14 +44,33 @@ pub struct TcpInfo {
     pub syn_ack: bool,
 }
 
+/// A UDP datagram's addressing, for connected-socket filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpInfo {
+    /// The sender.
+    pub src: IpEndpoint,
+    /// Destination port (ours).
+    pub dst_port: u16,
+}
+
+/// What a frame that passed means for ustack's own bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facts {
+    /// Nothing ustack tracks (ARP, ICMP echo, fragments, other protocols).
+    Other,
+    /// A TCP segment.
+    Tcp(TcpInfo),
+    /// A UDP datagram.
+    Udp(UdpInfo),
+    /// An ICMP destination-unreachable quoting a UDP datagram.
+    IcmpError(IcmpError),
+}
+
 /// The verdict on one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Hand the frame to smoltcp; `tcp` is set for TCP segments.
-    Pass {
-        /// Header facts of a TCP segment, if it is one.
-        tcp: Option<TcpInfo>,
-    },
+    /// Hand the frame to smoltcp.
+    Pass(Facts),
     /// An EtherType ustack does not handle; smoltcp ignores it.
     Unsupported,
     /// Drop the frame and count it.
@@ -80,7 +106,7 @@ pub fn classify_with(frame: &[u8], max_len: usize, checks: &ChecksumCapabilities
         _ => return Verdict::Unsupported,
     };
     match result {
-        Ok(tcp) => Verdict::Pass { tcp },
+        Ok(facts) => Verdict::Pass(facts),
         Err(reason) => Verdict::Drop(reason),
     }
 }
@@ -122,14 +148,14 @@ impl<T: AsRef<[u8]>> SynPort for TcpPacket<T> {
     }
 }
 
-type Checked = Result<Option<TcpInfo>, DropReason>;
+type Checked = Result<Facts, DropReason>;
 
 fn arp(buf: &[u8]) -> Checked {
     if buf.len() < ARP_MIN_LEN {
         return Err(DropReason::Truncated);
     }
     ArpPacket::new_checked(buf).map_err(|_| DropReason::Truncated)?;
-    Ok(None)
+    Ok(Facts::Other)
 }
 
 fn ipv4(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
@@ -150,7 +176,7 @@ fn ipv4(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
     }
     if ip.more_frags() || ip.frag_offset() != 0 {
         // Fragments are smoltcp's business (it drops them without reassembly support).
-        return Ok(None);
+        return Ok(Facts::Other);
     }
     let (src, dst) = (
         IpAddress::Ipv4(ip.src_addr()),
@@ -168,9 +194,9 @@ fn ipv4(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
             if checks.icmpv4.rx() && !icmp.verify_checksum() {
                 return Err(DropReason::BadChecksum);
             }
-            Ok(None)
+            Ok(icmp::v4(payload).map_or(Facts::Other, Facts::IcmpError))
         }
-        _ => Ok(None),
+        _ => Ok(Facts::Other),
     }
 }
 
@@ -196,10 +222,10 @@ fn ipv6(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
             if checks.icmpv6.rx() && !icmp.verify_checksum(&s6, &d6) {
                 return Err(DropReason::BadChecksum);
             }
-            Ok(None)
+            Ok(icmp::v6(payload).map_or(Facts::Other, Facts::IcmpError))
         }
         // Extension headers: smoltcp parses those itself.
-        _ => Ok(None),
+        _ => Ok(Facts::Other),
     }
 }
 
@@ -218,7 +244,7 @@ fn tcp(buf: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Checked {
     if verify && !seg.verify_checksum(&src, &dst) {
         return Err(DropReason::BadChecksum);
     }
-    Ok(Some(TcpInfo {
+    Ok(Facts::Tcp(TcpInfo {
         src,
         src_port: seg.src_port(),
         dst_port: seg.dst_port(),
@@ -242,16 +268,17 @@ fn udp(buf: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Checked {
     let dgram = UdpPacket::new_checked(buf).map_err(|_| DropReason::Malformed)?;
     // A zero checksum means "none" over IPv4; over IPv6 it is forbidden (RFC 8200 8.1), and
     // smoltcp's verify_checksum would wave it through.
-    if verify && dgram.checksum() == 0 {
-        return match src {
-            IpAddress::Ipv4(_) => Ok(None),
-            IpAddress::Ipv6(_) => Err(DropReason::BadChecksum),
-        };
-    }
-    if verify && !dgram.verify_checksum(&src, &dst) {
+    let unchecked = dgram.checksum() == 0 && matches!(src, IpAddress::Ipv4(_));
+    if verify && dgram.checksum() == 0 && !unchecked {
         return Err(DropReason::BadChecksum);
     }
-    Ok(None)
+    if verify && !unchecked && !dgram.verify_checksum(&src, &dst) {
+        return Err(DropReason::BadChecksum);
+    }
+    Ok(Facts::Udp(UdpInfo {
+        src: IpEndpoint::new(src, dgram.src_port()),
+        dst_port: dgram.dst_port(),
+    }))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ mod udp;
 #[cfg(feature = "std")]
 pub mod runtime;
 
-pub use config::{Config, TcpOptions, UdpOptions};
+pub use config::{Config, TcpOptions, UdpOptions, DEFAULT_UDP_PROBE};
 pub use device::{MAX_LISTENERS, MAX_UNSENT_CONNECTS, SYN_STASH_FRAMES, SYN_STASH_FRAME_LEN};
 pub use error::{Error, Result};
 pub use event::{Event, Ready, TcpHandle, TcpListener, Token, UdpHandle};
@@ -42,7 +42,7 @@ pub use slot::{Slot, StaticStorage, Storage};
 pub use stack::Stack;
 pub use stats::{DropReason, Stats};
 pub use tcp::MAX_BACKLOG;
-pub use udp::UdpMeta;
+pub use udp::{DialOptions, DialStatus, UdpDial, UdpMeta};
 
 /// smoltcp, re-exported so users name the same version of its types.
 pub use smoltcp;

@@ -2,7 +2,7 @@
 
 use smoltcp::iface::{SocketHandle, SocketStorage};
 use smoltcp::socket::tcp::State;
-use smoltcp::wire::IpEndpoint;
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::error::Error;
 use crate::ready::ReadyCell;
@@ -34,6 +34,12 @@ pub struct Slot {
     pub(crate) prev: State,
     pub(crate) local_port: u16,
     pub(crate) remote: Option<IpEndpoint>,
+    /// UDP: the source address a connected socket sends from, chosen once at connect.
+    pub(crate) src: Option<IpAddress>,
+    /// UDP: discard datagrams equal to the dial probe.
+    pub(crate) drop_probe: bool,
+    /// UDP: a datagram from the connected peer was seen (answers a dial probe).
+    pub(crate) replied: bool,
     pub(crate) user_closed: bool,
     pub(crate) error: Option<Error>,
     pub(crate) order: u32,
@@ -52,6 +58,9 @@ impl Slot {
         prev: State::Closed,
         local_port: 0,
         remote: None,
+        src: None,
+        drop_probe: false,
+        replied: false,
         user_closed: false,
         error: None,
         order: 0,

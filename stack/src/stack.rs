@@ -132,7 +132,7 @@ impl<'a, D: Device> Stack<'a, D> {
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(config.mac));
         iface_config.random_seed = config.random_seed;
         let mut iface = {
-            let mut wrapped = Wrapped::new(&mut device, &mut ingress, &txc, now);
+            let mut wrapped = Wrapped::new(&mut device, &mut ingress, &txc, &[], now);
             Interface::new(iface_config, &mut wrapped, now)
         };
         let mut addr_err = None;
@@ -189,10 +189,20 @@ impl<'a, D: Device> Stack<'a, D> {
     /// [`next_event`](Self::next_event).
     pub fn poll(&mut self, now: Instant) -> bool {
         self.refresh_budgets();
+        if self.ingress.udp_connected > 0 {
+            self.ingress.refresh_addrs(self.iface.ip_addrs());
+        }
         let result = {
-            let mut wrapped = Wrapped::new(&mut self.device, &mut self.ingress, &self.txc, now);
+            let mut wrapped = Wrapped::new(
+                &mut self.device,
+                &mut self.ingress,
+                &self.txc,
+                &self.slots,
+                now,
+            );
             self.iface.poll(now, &mut wrapped, &mut self.sockets)
         };
+        self.deliver_icmp_errors();
         let stats = &mut self.ingress.stats;
         stats.tx_frames = self.txc.frames.get();
         stats.tx_bytes = self.txc.bytes.get();
@@ -383,6 +393,7 @@ impl<'a, D: Device> Stack<'a, D> {
                 self.free_tcp.push(&mut self.slots, i);
             }
             (Role::Udp, Some(h)) => {
+                self.forget_peer(i);
                 self.sockets.get_mut::<udp::Socket>(h).close();
                 self.slots[i].reset(Role::FreeUdp);
                 self.free_udp.push(&mut self.slots, i);

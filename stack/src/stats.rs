@@ -45,6 +45,12 @@ pub struct Stats {
     pub tcp_accepted: u64,
     /// Connections opened by `connect`.
     pub tcp_connects: u64,
+    /// Datagrams to a connected UDP socket from someone other than its peer, dropped.
+    pub udp_foreign_dropped: u64,
+    /// Dial probes discarded by sockets that drop them.
+    pub udp_probes_dropped: u64,
+    /// ICMP destination-unreachable messages delivered to a connected UDP socket.
+    pub udp_icmp_errors: u64,
 }
 
 impl Stats {

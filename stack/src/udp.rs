@@ -1,7 +1,8 @@
-//! UDP sockets: bind, send_to, recv_from. The slot keeps room for a connected peer.
+//! UDP sockets: bind, send_to, recv_from; connected sockets and the dial check live in the
+//! submodules.
 
 use smoltcp::phy::Device;
-use smoltcp::socket::udp::{self, RecvError, SendError};
+use smoltcp::socket::udp::{self, RecvError, SendError, UdpMetadata};
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::config::UdpOptions;
@@ -10,6 +11,14 @@ use crate::event::{Ready, UdpHandle};
 use crate::ready::{RECV, SEND};
 use crate::slot::Role;
 use crate::Stack;
+
+mod connected;
+mod dial;
+#[cfg(all(test, feature = "std"))]
+mod tests;
+
+pub(crate) use connected::{foreign_to_connected, icmp_target};
+pub use dial::{DialOptions, DialStatus, UdpDial};
 
 /// Where a datagram came from, and which of our addresses it was sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +81,19 @@ impl<'a, D: Device> Stack<'a, D> {
         })
     }
 
-    /// Queues one datagram to `to`. [`Error::WouldBlock`] when the transmit queue is full.
+    /// Queues one datagram to `to`. [`Error::WouldBlock`] when the transmit queue is full;
+    /// [`Error::AlreadyConnected`] on a connected socket (use [`udp_send`](Self::udp_send)).
     pub fn udp_send_to(&mut self, h: UdpHandle, buf: &[u8], to: IpEndpoint) -> Result<()> {
         let i = self.udp_slot(h)?;
+        if self.slots[i].remote.is_some() {
+            return Err(Error::AlreadyConnected);
+        }
+        self.udp_enqueue(i, buf, to.into())
+    }
+
+    fn udp_enqueue(&mut self, i: usize, buf: &[u8], meta: UdpMetadata) -> Result<()> {
         let sock = self.sockets.get_mut::<udp::Socket>(self.handle(i));
-        match sock.send_slice(buf, to) {
+        match sock.send_slice(buf, meta) {
             Ok(()) => Ok(()),
             Err(SendError::BufferFull) => {
                 if buf.len() > sock.payload_send_capacity() {
@@ -94,9 +111,13 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// Takes one datagram. A datagram longer than `buf` is dropped with
-    /// [`Error::InvalidInput`], so size `buf` for the largest one expected.
+    /// [`Error::InvalidInput`], so size `buf` for the largest one expected. On a connected
+    /// socket, a pending ICMP error is reported first, once, and `meta.remote` is always the
+    /// peer.
     pub fn udp_recv_from(&mut self, h: UdpHandle, buf: &mut [u8]) -> Result<(usize, UdpMeta)> {
         let i = self.udp_slot(h)?;
+        self.udp_take_error(i)?;
+        self.udp_skim(i);
         let sock = self.sockets.get_mut::<udp::Socket>(self.handle(i));
         match sock.recv_slice(buf) {
             Ok((n, meta)) => Ok((
@@ -165,7 +186,7 @@ impl<'a, D: Device> Stack<'a, D> {
         self.register_wakers(i);
     }
 
-    fn udp_slot(&self, h: UdpHandle) -> Result<usize> {
+    pub(crate) fn udp_slot(&self, h: UdpHandle) -> Result<usize> {
         self.live_slot(h.slot, h.gen, Role::Udp)
     }
 

@@ -186,7 +186,7 @@ fn hostile_frames_are_dropped_and_counted_while_a_connection_survives() {
                 ustack::DropReason::Malformed => want.rx_malformed += 1,
             },
             ustack::ingress::Verdict::Unsupported => want.rx_unsupported += 1,
-            ustack::ingress::Verdict::Pass { .. } => {}
+            ustack::ingress::Verdict::Pass(_) => {}
         }
     }
     let got_counts = (
@@ -222,7 +222,7 @@ fn every_crafted_frame_lands_in_its_own_counter() {
     let good = tcp_frame(40000, b"x");
     assert!(matches!(
         classify(&good, 1514),
-        Verdict::Pass { tcp: Some(_) }
+        Verdict::Pass(ustack::ingress::Facts::Tcp(_))
     ));
     let mut f = good.clone();
     let n = f.len();

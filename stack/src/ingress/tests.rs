@@ -7,8 +7,9 @@ use std::vec::Vec;
 
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Address,
-    Ipv4Packet, Ipv6Address, Ipv6Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpEndpoint, IpProtocol,
+    Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    UdpPacket,
 };
 
 use super::*;
@@ -29,8 +30,19 @@ const OUR6: Ipv6Address = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 const PEER_PORT: u16 = 40000;
 const OUR_PORT: u16 = 7;
 
-fn pass(tcp: Option<TcpInfo>) -> Verdict {
-    Verdict::Pass { tcp }
+fn pass(tcp: TcpInfo) -> Verdict {
+    Verdict::Pass(Facts::Tcp(tcp))
+}
+
+fn other() -> Verdict {
+    Verdict::Pass(Facts::Other)
+}
+
+fn udp_from(src: IpAddress) -> Verdict {
+    Verdict::Pass(Facts::Udp(UdpInfo {
+        src: IpEndpoint::new(src, PEER_PORT),
+        dst_port: OUR_PORT,
+    }))
 }
 
 fn dropped(reason: DropReason) -> Verdict {
@@ -152,7 +164,7 @@ fn builders_emit_frames_smoltcp_accepts() {
 fn tcp_syn_passes_with_exact_info() {
     assert_eq!(
         classify(&syn4(), MAX),
-        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), true, false)))
+        pass(tcp_info(IpAddress::Ipv4(PEER4), true, false))
     );
 }
 
@@ -163,7 +175,7 @@ fn tcp_syn_ack_is_not_a_connection_request() {
         syn_ack: true,
         ..tcp_info(IpAddress::Ipv4(PEER4), false, false)
     };
-    assert_eq!(classify(&f, MAX), pass(Some(info)));
+    assert_eq!(classify(&f, MAX), pass(info));
     assert_eq!(ustack_outgoing_syn(&f), None);
     let syn = syn4();
     assert_eq!(ustack_outgoing_syn(&syn), Some(PEER_PORT));
@@ -174,12 +186,12 @@ fn tcp_rst_is_flagged() {
     let f = tcp4(TcpControl::Rst, None, &[]);
     assert_eq!(
         classify(&f, MAX),
-        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, true)))
+        pass(tcp_info(IpAddress::Ipv4(PEER4), false, true))
     );
     let f = tcp4(TcpControl::Rst, Some(5), &[]);
     assert_eq!(
         classify(&f, MAX),
-        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, true)))
+        pass(tcp_info(IpAddress::Ipv4(PEER4), false, true))
     );
 }
 
@@ -188,24 +200,24 @@ fn tcp_data_segment_passes() {
     let f = tcp4(TcpControl::Psh, Some(1), b"hello, world");
     assert_eq!(
         classify(&f, MAX),
-        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), false, false)))
+        pass(tcp_info(IpAddress::Ipv4(PEER4), false, false))
     );
 }
 
 #[test]
 fn udp_passes() {
-    assert_eq!(classify(&udp4(b"datagram"), MAX), pass(None));
-    assert_eq!(classify(&udp4(&[]), MAX), pass(None));
+    assert_eq!(classify(&udp4(b"datagram"), MAX), udp_from(PEER4.into()));
+    assert_eq!(classify(&udp4(&[]), MAX), udp_from(PEER4.into()));
 }
 
 #[test]
 fn icmp_echo_passes() {
-    assert_eq!(classify(&icmp4_echo(), MAX), pass(None));
+    assert_eq!(classify(&icmp4_echo(), MAX), other());
 }
 
 #[test]
 fn arp_passes() {
-    assert_eq!(classify(&arp_request(), MAX), pass(None));
+    assert_eq!(classify(&arp_request(), MAX), other());
 }
 
 #[test]
@@ -213,14 +225,14 @@ fn ipv6_tcp_udp_icmp_pass() {
     let src = IpAddress::Ipv6(PEER6);
     assert_eq!(
         classify(&tcp6(TcpControl::Syn, None, &[]), MAX),
-        pass(Some(tcp_info(src, true, false)))
+        pass(tcp_info(src, true, false))
     );
     assert_eq!(
         classify(&tcp6(TcpControl::Rst, None, &[]), MAX),
-        pass(Some(tcp_info(src, false, true)))
+        pass(tcp_info(src, false, true))
     );
-    assert_eq!(classify(&udp6(b"v6"), MAX), pass(None));
-    assert_eq!(classify(&icmp6_echo(), MAX), pass(None));
+    assert_eq!(classify(&udp6(b"v6"), MAX), udp_from(PEER6.into()));
+    assert_eq!(classify(&icmp6_echo(), MAX), other());
 }
 
 #[test]
@@ -228,7 +240,7 @@ fn ethernet_padding_after_the_ip_packet_is_accepted() {
     // Short frames reach 60 bytes on the wire; the padding is not part of the IP packet.
     for mut f in [arp_request(), syn4(), udp4(b"x"), icmp4_echo()] {
         let want = classify(&f, MAX);
-        assert!(matches!(want, Verdict::Pass { .. }));
+        assert!(matches!(want, Verdict::Pass(_)));
         f.resize(f.len().max(60) + 4, 0);
         assert_eq!(classify(&f, MAX), want);
     }
@@ -239,7 +251,7 @@ fn unknown_ip_protocol_passes_without_tcp_info() {
     let f = ipv4_frame(IpProtocol::Unknown(253), 4, |b, _, _| {
         b.copy_from_slice(b"abcd")
     });
-    assert_eq!(classify(&f, MAX), pass(None));
+    assert_eq!(classify(&f, MAX), other());
 }
 
 #[test]
@@ -249,7 +261,7 @@ fn ipv4_fragments_are_left_to_smoltcp() {
     ip.set_dont_frag(false);
     ip.set_more_frags(true);
     ip.fill_checksum();
-    assert_eq!(classify(&f, MAX), pass(None));
+    assert_eq!(classify(&f, MAX), other());
 }
 
 // ---- length checks ------------------------------------------------------------------------
@@ -332,7 +344,7 @@ fn frame_longer_than_max_len_is_oversize() {
     assert_eq!(classify(&f, f.len() - 1), dropped(DropReason::Oversize));
     assert!(matches!(
         classify(&f, f.len()),
-        Verdict::Pass { tcp: Some(_) }
+        Verdict::Pass(Facts::Tcp(_))
     ));
     // Oversize is decided before anything else is looked at.
     let junk = vec![0xffu8; MAX + 1];
@@ -380,7 +392,7 @@ fn udp_checksum_flipped_is_bad_checksum() {
 fn udp_zero_checksum_over_ipv4_means_none() {
     let mut f = udp4(b"datagram");
     UdpPacket::new_unchecked(&mut f[ETH + IP4..]).set_checksum(0);
-    assert_eq!(classify(&f, MAX), pass(None));
+    assert_eq!(classify(&f, MAX), udp_from(PEER4.into()));
 }
 
 /// RFC 8200 section 8.1: a zero UDP checksum over IPv6 must be discarded, although smoltcp's
@@ -420,14 +432,11 @@ fn classify_with_ignored_checksums_passes_bad_checksums() {
             classify(f, MAX),
             Verdict::Drop(DropReason::BadChecksum)
         ));
-        assert!(matches!(
-            classify_with(f, MAX, &ignored),
-            Verdict::Pass { .. }
-        ));
+        assert!(matches!(classify_with(f, MAX, &ignored), Verdict::Pass(_)));
     }
     assert_eq!(
         classify_with(&tcp, MAX, &ignored),
-        pass(Some(tcp_info(IpAddress::Ipv4(PEER4), true, false)))
+        pass(tcp_info(IpAddress::Ipv4(PEER4), true, false))
     );
 }
 
@@ -440,7 +449,7 @@ fn classify_with_checks_only_what_the_device_did_not() {
     tcp[ETH + IP4 + 16] ^= 0x01;
     assert!(matches!(
         classify_with(&tcp, MAX, &checks),
-        Verdict::Pass { tcp: Some(_) }
+        Verdict::Pass(Facts::Tcp(_))
     ));
     let mut ip = syn4();
     ip[ETH + 10] ^= 0x01;
@@ -514,7 +523,7 @@ fn every_truncation_of_a_tcp_frame_is_refused() {
             _ => ETH + IP6 + usize::from(Ipv6Packet::new_checked(&f[ETH..]).unwrap().payload_len()),
         };
         assert_eq!(ip_end, f.len());
-        assert!(matches!(classify(f, MAX), Verdict::Pass { tcp: Some(_) }));
+        assert!(matches!(classify(f, MAX), Verdict::Pass(Facts::Tcp(_))));
         for n in 0..f.len() {
             let prefix = &f[..n];
             for checks in [

@@ -12,7 +12,7 @@ use smoltcp::phy::Device;
 use smoltcp::wire::IpEndpoint;
 
 use super::{now, wait, PollMode};
-use crate::{Error, Stack, TcpHandle, UdpHandle, UdpMeta};
+use crate::{DialOptions, DialStatus, Error, Stack, TcpHandle, UdpHandle, UdpMeta};
 
 struct Inner<D: Device> {
     stack: Mutex<Stack<'static, D>>,
@@ -186,6 +186,25 @@ impl<D: Device> SharedStack<D> {
     /// Binds a UDP socket.
     pub fn udp_bind(&self, port: u16) -> io::Result<UdpSocket<D>> {
         let h = self.with(|s| s.udp_bind(port))?;
+        Ok(UdpSocket {
+            inner: self.inner.clone(),
+            h,
+            timeout: None,
+        })
+    }
+
+    /// Binds an ephemeral UDP port, connects it to `remote`, and runs the dial check (see
+    /// [`Stack::udp_dial`]): fails with `ConnectionRefused` when the peer answers the probe
+    /// with ICMP port unreachable, and passes on a reply or on silence (unless
+    /// `opts.strict`).
+    pub fn udp_dial(&self, remote: SocketAddr, opts: DialOptions) -> io::Result<UdpSocket<D>> {
+        let dial = self.with(|s| s.udp_dial(IpEndpoint::from(remote), opts, now()))?;
+        let h = self
+            .inner
+            .blocking(None, |s| match s.udp_dial_check(&dial, now())? {
+                DialStatus::Pending { .. } => Err(Error::WouldBlock),
+                DialStatus::Reachable(h) => Ok(h),
+            })?;
         Ok(UdpSocket {
             inner: self.inner.clone(),
             h,
@@ -380,6 +399,54 @@ pub struct UdpSocket<D: Device> {
 }
 
 impl<D: Device> UdpSocket<D> {
+    /// [`SharedStack::udp_dial`] with the default options and the given probe timeout.
+    pub fn dial(
+        stack: &SharedStack<D>,
+        remote: SocketAddr,
+        probe_timeout: StdDuration,
+    ) -> io::Result<Self> {
+        let opts = DialOptions {
+            probe_timeout: probe_timeout.into(),
+            ..DialOptions::default()
+        };
+        stack.udp_dial(remote, opts)
+    }
+
+    /// Connects to `remote` (see [`Stack::udp_connect`]); no datagram is sent.
+    pub fn connect(&self, remote: SocketAddr) -> io::Result<()> {
+        Ok(self.inner.lock().udp_connect(self.h, remote.into())?)
+    }
+
+    /// Goes back to unconnected.
+    pub fn disconnect(&self) -> io::Result<()> {
+        Ok(self.inner.lock().udp_disconnect(self.h)?)
+    }
+
+    /// The connected peer.
+    pub fn peer_addr(&self) -> io::Result<IpEndpoint> {
+        Ok(self.inner.lock().udp_peer_addr(self.h)?)
+    }
+
+    /// Sends one datagram to the connected peer, waiting for queue space.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let h = self.h;
+        self.inner
+            .blocking(deadline(self.timeout), |s| s.udp_send(h, buf))?;
+        Ok(buf.len())
+    }
+
+    /// Receives one datagram (from the peer, if connected).
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let h = self.h;
+        self.inner
+            .blocking(deadline(self.timeout), |s| s.udp_recv(h, buf))
+    }
+
+    /// The handle inside the stack.
+    pub fn handle(&self) -> UdpHandle {
+        self.h
+    }
+
     /// Sends one datagram, waiting for queue space.
     pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         let (h, ep) = (self.h, IpEndpoint::from(to));
