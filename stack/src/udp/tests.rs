@@ -143,6 +143,22 @@ fn only_the_peers_datagrams_are_delivered_and_the_rest_are_counted() {
 }
 
 #[test]
+fn a_strangers_flood_takes_no_room_from_the_peer() {
+    let mut p = Peer::new();
+    let opts = crate::UdpOptions {
+        rx_packets: 2,
+        ..crate::UdpOptions::default()
+    };
+    let h = p.stack.udp_bind_with(LOCAL, opts).unwrap();
+    p.stack.udp_connect(h, p.peer4(PEER_PORT)).unwrap();
+    let l = p.link;
+    let flood = (0..10).map(|_| l.udp4(OTHER_PORT, LOCAL, b"flood"));
+    p.deliver(flood.chain([l.udp4(PEER_PORT, LOCAL, b"peer")]));
+    assert_eq!(p.recv(h), Ok((b"peer".to_vec(), p.peer4(PEER_PORT))));
+    assert_eq!(p.stack.stats().udp_foreign_dropped, 10);
+}
+
+#[test]
 fn datagrams_queued_before_connect_from_others_are_dropped_at_recv() {
     let mut p = Peer::new();
     let h = p.stack.udp_bind(LOCAL).unwrap();
