@@ -4,7 +4,7 @@
 #
 #   bash fuzz/smoke.sh                          # all targets, 30 s each
 #   FUZZ_SECONDS=300 bash fuzz/smoke.sh         # longer
-#   FUZZ_TARGETS=stack_ingress bash fuzz/smoke.sh
+#   FUZZ_TARGETS=stack_ingress bash fuzz/smoke.sh   # default: every target (cargo fuzz list)
 #
 # Installs the nightly toolchain and cargo-fuzz if they are missing.
 set -euo pipefail
@@ -14,7 +14,6 @@ root="$(dirname "$here")"
 cd "$root"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
-FUZZ_TARGETS="${FUZZ_TARGETS:-ingress_classify stack_ingress}"
 # Per-input limit: an input that runs this long is reported as a hang (a crash).
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
 
@@ -32,6 +31,9 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 cargo +nightly fuzz --version
+# Every target of fuzz/Cargo.toml unless told otherwise (each needs fuzz/seeds/<target>/).
+FUZZ_TARGETS="${FUZZ_TARGETS:-$(cargo +nightly fuzz list)}"
+say "targets: $(echo $FUZZ_TARGETS)"
 
 # The recorded stack_ingress seeds only help while they still match the stack.
 say "checking the seeds still replay (cargo test in fuzz/)"

@@ -9,12 +9,21 @@
 //! SYN-ACK the stack transmitted, and answers with the right acknowledgment number, so the
 //! seeds reach established connections, data, FIN and timers. Because the harness is
 //! deterministic, replaying a seed drives the stack through exactly the same states.
+//!
+//! `udp_icmp` seeds are op sequences (see `ustack_fuzz::udp_icmp`): ICMP errors that match
+//! a connected socket (whole quote, RFC 792 minimum quote, host unreachable, IPv6) and ones
+//! that must not (wrong port, unconnected socket, fragmentation needed, a later fragment),
+//! plus sequences that reconnect, keep errors pending, or overflow one poll.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ustack::smoltcp::wire::TcpControl;
-use ustack_fuzz::frames::{self, parse_tcp, Seg, Sent};
+use ustack::frames::Link;
+use ustack::smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv6Address, TcpControl};
+use ustack_fuzz::frames::{self, parse_tcp, Seg, Sent, LINK};
+use ustack_fuzz::udp_icmp::{
+    self, Act, Addr, Body, Op, Quote, Take, PEER_PORT, PEER_PORT6, PORT_A, PORT_A6, PORT_B,
+};
 use ustack_fuzz::{ctl, encode, Harness, Record, CONNECT_PORT, PORT};
 
 /// Records a `stack_ingress` input while running it.
@@ -256,6 +265,248 @@ fn syn_flood() -> (Vec<u8>, u64) {
     (r.finish(), stats.tcp_syn_deferred)
 }
 
+/// The `udp_icmp` seeds: (name, ops). Names say what the test in `tests/seeds.rs` expects:
+/// `match_*` seeds deliver at least one error, `nomatch_*` seeds none; `finding_*` seeds
+/// only have to satisfy the model.
+fn udp_icmp_seeds() -> Vec<(&'static str, Vec<Op>)> {
+    let v4 = |code, sport, dport| Quote::new(false, code, Addr::Ours, sport, Addr::Peer, dport);
+    let v6 = |code, sport, dport| Quote::new(true, code, Addr::Ours, sport, Addr::Peer, dport);
+    let icmp = |q: Quote| Op::new(Body::Icmp(q));
+    let act = |sock, act| Op::new(Body::Act { sock, act });
+    let port_unreachable = v4(3, PORT_A, PEER_PORT);
+    let rfc792 = Quote {
+        keep: 20 + 8,
+        ..port_unreachable.clone()
+    };
+    let later_fragment = Quote {
+        frag: Some(0x2000 | 185),
+        ..port_unreachable.clone()
+    };
+    let first_fragment = Quote {
+        frag: Some(0x2000),
+        ..port_unreachable.clone()
+    };
+    let with_options = Quote {
+        options: Some(3),
+        ..v4(1, PORT_A, PEER_PORT)
+    };
+    let from_router = Quote {
+        router: true,
+        ..v4(13, PORT_A, PEER_PORT)
+    };
+    let (frame, _) = port_unreachable.frame();
+    let (quote, _) = rfc792.quote();
+    let mut raw_msg = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    raw_msg.extend_from_slice(&quote);
+    let (frame6, _) = v6(4, PORT_A6, PEER_PORT6).frame();
+    let raw_msg6 = frame6[14 + 40..].to_vec();
+    // A matching error sent to another host (its MAC and address): see "Findings" in
+    // fuzz/README.md. It must change nothing.
+    let elsewhere = EthernetAddress([0x02, 0, 0, 0, 0, 0x99]);
+    let to_other4 = Link {
+        our4: Ipv4Address::new(10, 0, 0, 99),
+        our_mac: elsewhere,
+        ..LINK
+    }
+    .unreachable4(3, &LINK.sent_udp4(PORT_A, PEER_PORT, b"query"));
+    let to_other6 = Link {
+        our6: Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99),
+        our_mac: elsewhere,
+        ..LINK
+    }
+    .unreachable6(4, &LINK.sent_udp6(PORT_A6, PEER_PORT6, b"query"));
+    let keep = |o: Op| Op {
+        take: Take::Keep,
+        ..o
+    };
+    let batch = |o: Op| Op { batch: true, ..o };
+    vec![
+        (
+            "match_v4_port_unreachable",
+            vec![icmp(port_unreachable.clone())],
+        ),
+        (
+            "match_v4_port_unreachable_rfc792",
+            vec![icmp(rfc792.clone())],
+        ),
+        (
+            "match_v4_host_unreachable",
+            vec![icmp(v4(1, PORT_A, PEER_PORT))],
+        ),
+        ("match_v4_first_fragment", vec![icmp(first_fragment)]),
+        ("match_v4_quote_with_options", vec![icmp(with_options)]),
+        ("match_v4_from_router", vec![icmp(from_router)]),
+        (
+            "match_v6_port_unreachable",
+            vec![icmp(v6(4, PORT_A6, PEER_PORT6))],
+        ),
+        (
+            "match_v6_host_unreachable",
+            vec![icmp(v6(3, PORT_A6, PEER_PORT6))],
+        ),
+        ("match_raw_frame", vec![Op::new(Body::RawFrame(frame))]),
+        (
+            "match_raw_icmp4",
+            vec![Op::new(Body::RawIcmp {
+                v6: false,
+                msg: raw_msg,
+            })],
+        ),
+        (
+            "match_raw_icmp6",
+            vec![Op::new(Body::RawIcmp {
+                v6: true,
+                msg: raw_msg6,
+            })],
+        ),
+        (
+            "match_taken_by_send",
+            vec![Op {
+                take: Take::Send,
+                ..icmp(port_unreachable.clone())
+            }],
+        ),
+        (
+            // A datagram from the peer, an error kept pending, a second one overwriting it,
+            // then one receive: the error first, then the datagram.
+            "match_pending_then_data",
+            vec![
+                keep(act(0, Act::Datagram)),
+                keep(icmp(v4(1, PORT_A, PEER_PORT))),
+                keep(icmp(port_unreachable.clone())),
+                act(2, Act::Datagram),
+            ],
+        ),
+        (
+            // Disconnected: ignored. Connected to another host: its quotes count.
+            "match_after_reconnect",
+            vec![
+                act(0, Act::Disconnect),
+                icmp(port_unreachable.clone()),
+                act(0, Act::ConnectOther),
+                icmp(port_unreachable.clone()),
+                icmp(Quote::new(
+                    false,
+                    3,
+                    Addr::Ours,
+                    PORT_A,
+                    Addr::Other,
+                    PEER_PORT,
+                )),
+                act(0, Act::Connect),
+                act(0, Act::Stranger),
+                act(0, Act::Datagram),
+            ],
+        ),
+        (
+            // More matches in one poll than ustack keeps: the last 16 count.
+            "match_batch_overflow",
+            (0..20)
+                .map(|i| {
+                    let code = if i % 2 == 0 { 3 } else { 1 };
+                    let q = if i % 3 == 0 {
+                        v6(code + 1, PORT_A6, PEER_PORT6)
+                    } else {
+                        v4(code, PORT_A, PEER_PORT)
+                    };
+                    if i < 19 {
+                        batch(icmp(q))
+                    } else {
+                        icmp(q)
+                    }
+                })
+                .collect(),
+        ),
+        (
+            "match_close_and_rebind",
+            vec![
+                act(0, Act::CloseOrBind),
+                icmp(port_unreachable.clone()),
+                act(0, Act::CloseOrBind),
+                act(0, Act::Connect),
+                act(0, Act::ProbesOn),
+                act(0, Act::Probe),
+                icmp(port_unreachable.clone()),
+            ],
+        ),
+        (
+            // B connected: its errors count; disconnected again: they do not.
+            "match_b_connected_then_disconnected",
+            vec![
+                act(2, Act::Connect),
+                icmp(v4(3, PORT_B, PEER_PORT)),
+                act(2, Act::Disconnect),
+                icmp(v4(3, PORT_B, PEER_PORT)),
+            ],
+        ),
+        (
+            "finding_outer_dst_v4",
+            vec![Op::new(Body::RawFrame(to_other4))],
+        ),
+        (
+            "finding_outer_dst_v6",
+            vec![Op::new(Body::RawFrame(to_other6))],
+        ),
+        (
+            "nomatch_v4_port_mismatch",
+            vec![icmp(v4(3, PORT_A, PEER_PORT + 1))],
+        ),
+        (
+            "nomatch_v4_frag_needed",
+            vec![icmp(v4(4, PORT_A, PEER_PORT))],
+        ),
+        ("nomatch_v4_later_fragment", vec![icmp(later_fragment)]),
+        (
+            "nomatch_v4_short_quote",
+            vec![icmp(Quote {
+                keep: 20 + 3,
+                ..port_unreachable.clone()
+            })],
+        ),
+        (
+            "nomatch_v4_tcp_quote",
+            vec![icmp(Quote {
+                proto: Some(6),
+                ..port_unreachable.clone()
+            })],
+        ),
+        (
+            "nomatch_v4_not_ours",
+            vec![icmp(Quote::new(
+                false,
+                3,
+                Addr::Other,
+                PORT_A,
+                Addr::Peer,
+                PEER_PORT,
+            ))],
+        ),
+        ("nomatch_unconnected", vec![icmp(v4(3, PORT_B, PEER_PORT))]),
+        (
+            "nomatch_v6_mapped_source",
+            vec![icmp(Quote::new(
+                true,
+                4,
+                Addr::Special4,
+                PORT_A,
+                Addr::Special5,
+                PEER_PORT,
+            ))],
+        ),
+        (
+            "nomatch_v6_extension_header",
+            vec![icmp(Quote {
+                options: Some(0),
+                ..v6(4, PORT_A6, PEER_PORT6)
+            })],
+        ),
+        (
+            "nomatch_v6_wrong_family",
+            vec![icmp(v6(4, PORT_A, PEER_PORT))],
+        ),
+    ]
+}
+
 fn single(ctl: u8, frame: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     encode(&mut out, ctl, frame);
@@ -284,6 +535,9 @@ fn main() {
     let arp = frames::arp_request();
     let ping4 = frames::ping4(b"ping");
     let ping6 = frames::ping6(b"ping6");
+    let (unreachable4, _) = Quote::new(false, 3, Addr::Ours, PORT_A, Addr::Peer, PEER_PORT).frame();
+    let (unreachable6, _) =
+        Quote::new(true, 4, Addr::Ours, PORT_A6, Addr::Peer, PEER_PORT6).frame();
 
     let dir = root.join("ingress_classify");
     println!("ingress_classify:");
@@ -298,6 +552,8 @@ fn main() {
         ("icmp4_echo", &ping4),
         ("icmp6_echo", &ping6),
         ("ndisc_solicit", &frames::ndisc_solicit()),
+        ("icmp4_port_unreachable", &unreachable4),
+        ("icmp6_port_unreachable", &unreachable6),
     ] {
         write(&dir, name, f);
     }
@@ -342,4 +598,18 @@ fn main() {
     let (seed, deferred) = syn_flood();
     println!("  SYN flood: {deferred} SYNs deferred");
     write(&dir, "tcp4_syn_flood", &seed);
+
+    let dir = root.join("udp_icmp");
+    println!("udp_icmp:");
+    for (name, ops) in udp_icmp_seeds() {
+        let data = udp_icmp::encode(&ops);
+        assert_eq!(
+            udp_icmp::ops(&data),
+            ops,
+            "{name}: the encoding does not read back"
+        );
+        let report = udp_icmp::run(&data);
+        println!("  {name}: {report:?}");
+        write(&dir, name, &data);
+    }
 }

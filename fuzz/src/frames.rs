@@ -9,7 +9,8 @@ use ustack::smoltcp::wire::{
 
 use crate::{OUR_IP, OUR_IP6, OUR_MAC, PEER_IP, PEER_IP6, PEER_MAC};
 
-const LINK: Link = Link {
+/// The link the seeds and harnesses use: from the peer ([`PEER_MAC`], [`PEER_IP`], [`PEER_IP6`]) to us.
+pub const LINK: Link = Link {
     peer_mac: PEER_MAC,
     our_mac: OUR_MAC,
     peer4: PEER_IP,

@@ -1,5 +1,7 @@
 //! Shared by the fuzz targets and the seed generator: an in-memory device, the input format
-//! of `stack_ingress`, and the harness that drives a [`ustack::Stack`] with it.
+//! of `stack_ingress`, and the harness that drives a [`ustack::Stack`] with it. The
+//! `udp_icmp` target's format, harness and model are in [`udp_icmp`], and the independent
+//! reading of frame bytes both it and `ingress_classify` check against is in [`reference`].
 //!
 //! The `stack_ingress` input is a sequence of records, each
 //!
@@ -24,6 +26,8 @@ use ustack::{
 };
 
 pub mod frames;
+pub mod reference;
+pub mod udp_icmp;
 
 /// Largest frame the device delivers or accepts (Ethernet header included).
 pub const MTU: usize = 1514;

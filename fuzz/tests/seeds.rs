@@ -29,7 +29,7 @@ fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
 fn classify_seeds_are_valid_frames() {
     for (name, frame) in seeds("ingress_classify") {
         assert!(
-            matches!(classify(&frame, MTU), Verdict::Pass { .. }),
+            matches!(classify(&frame, MTU), Verdict::Pass(_)),
             "{name}: {:?}",
             classify(&frame, MTU)
         );
@@ -70,4 +70,48 @@ fn stack_seeds_reach_the_application() {
             assert!(stats.tcp_accepted > 0, "{name}: {stats:?}");
         }
     }
+}
+
+#[test]
+fn udp_icmp_seeds_agree_with_the_model() {
+    for (name, data) in seeds("udp_icmp") {
+        // The model's checks run inside: a disagreement panics.
+        let report = ustack_fuzz::udp_icmp::run(&data);
+        if name.starts_with("match_") {
+            assert!(
+                report.delivered > 0 && !report.taken.is_empty(),
+                "{name}: no ICMP error reached the socket ({report:?})"
+            );
+        } else if name.starts_with("nomatch_") {
+            assert_eq!(
+                (report.delivered, report.taken.len()),
+                (0, 0),
+                "{name}: {report:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn udp_icmp_seeds_say_what_they_are_named() {
+    use ustack::Error;
+    let run = |name: &str| {
+        let data = seeds("udp_icmp")
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no seed {name}"))
+            .1;
+        ustack_fuzz::udp_icmp::run(&data).taken
+    };
+    let refused = vec![(0, Error::ConnectionRefused)];
+    assert_eq!(run("match_v4_port_unreachable"), refused);
+    assert_eq!(run("match_v4_port_unreachable_rfc792"), refused);
+    assert_eq!(
+        run("match_v4_host_unreachable"),
+        vec![(0, Error::HostUnreachable)]
+    );
+    assert_eq!(
+        run("match_v6_port_unreachable"),
+        vec![(1, Error::ConnectionRefused)]
+    );
 }

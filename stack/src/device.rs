@@ -71,12 +71,21 @@ pub(crate) struct IngressState {
     /// Our interface addresses, refreshed before each poll while a UDP socket is connected.
     addrs: Vec<IpAddress, MAX_ADDRS>,
     pub icmp_hits: Deque<IcmpHit, ICMP_ERROR_MEMORY>,
+    /// Our MAC, which an ICMP error's frame must be sent to (or be broadcast or multicast).
+    mac: [u8; 6],
+}
+
+/// Whether smoltcp would take the frame as ours at the link layer.
+fn to_our_mac(frame: &[u8], mac: &[u8; 6]) -> bool {
+    const GROUP_BIT: u8 = 1;
+    frame.get(..6) == Some(&mac[..]) || frame.first().is_some_and(|b| b & GROUP_BIT != 0)
 }
 
 impl IngressState {
-    pub(crate) fn new(syn_hold: Duration) -> Self {
+    pub(crate) fn new(syn_hold: Duration, mac: [u8; 6]) -> Self {
         IngressState {
             syn_hold,
+            mac,
             ..Default::default()
         }
     }
@@ -156,7 +165,9 @@ impl IngressState {
                 true
             }
             Verdict::Pass(Facts::IcmpError(e)) => {
-                if self.udp_connected == 0 || !self.addrs.contains(&e.local.addr) {
+                // smoltcp would discard a frame for another host; so must its ICMP error.
+                let for_us = self.addrs.contains(&e.to) && to_our_mac(frame, &self.mac);
+                if self.udp_connected == 0 || !for_us || !self.addrs.contains(&e.local.addr) {
                     return true;
                 }
                 if let Some((slot, gen)) = icmp_target(cx.slots, &e) {

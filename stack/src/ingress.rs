@@ -194,7 +194,7 @@ fn ipv4(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
             if checks.icmpv4.rx() && !icmp.verify_checksum() {
                 return Err(DropReason::BadChecksum);
             }
-            Ok(icmp::v4(payload).map_or(Facts::Other, Facts::IcmpError))
+            Ok(icmp::v4(payload, dst).map_or(Facts::Other, Facts::IcmpError))
         }
         _ => Ok(Facts::Other),
     }
@@ -222,7 +222,7 @@ fn ipv6(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
             if checks.icmpv6.rx() && !icmp.verify_checksum(&s6, &d6) {
                 return Err(DropReason::BadChecksum);
             }
-            Ok(icmp::v6(payload).map_or(Facts::Other, Facts::IcmpError))
+            Ok(icmp::v6(payload, dst).map_or(Facts::Other, Facts::IcmpError))
         }
         // Extension headers: smoltcp parses those itself.
         _ => Ok(Facts::Other),

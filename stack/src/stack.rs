@@ -127,7 +127,7 @@ impl<'a, D: Device> Stack<'a, D> {
             return Err(Error::InvalidInput("ustack drives Ethernet devices only"));
         }
         ReadyTable::init(&cells);
-        let mut ingress = IngressState::new(config.syn_hold);
+        let mut ingress = IngressState::new(config.syn_hold, config.mac.0);
         let txc = TxCount::default();
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(config.mac));
         iface_config.random_seed = config.random_seed;

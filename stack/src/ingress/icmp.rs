@@ -50,6 +50,8 @@ pub enum Unreachable {
 /// An ICMP destination-unreachable that quotes a UDP datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
+    /// Where the ICMP message itself is addressed: it concerns us only if this is ours.
+    pub to: IpAddress,
     /// The quoted datagram's source: one of our sockets, if the error is genuine.
     pub local: IpEndpoint,
     /// The quoted datagram's destination: the peer that could not be reached.
@@ -60,7 +62,7 @@ pub struct IcmpError {
 
 /// Reads an ICMPv4 message (from its type byte on). `None` unless it is a
 /// destination-unreachable quoting the first fragment of a UDP datagram.
-pub(super) fn v4(msg: &[u8]) -> Option<IcmpError> {
+pub(super) fn v4(msg: &[u8], to: IpAddress) -> Option<IcmpError> {
     let (&ty, &code) = (msg.first()?, msg.get(1)?);
     // Fragmentation-needed is path-MTU advice, not a verdict on the peer.
     if ty != ICMPV4_DST_UNREACHABLE || code == ICMPV4_FRAG_NEEDED {
@@ -82,12 +84,12 @@ pub(super) fn v4(msg: &[u8]) -> Option<IcmpError> {
     } else {
         Unreachable::Host
     };
-    quoted(q.get(ihl..)?, src.into(), dst.into(), kind)
+    quoted(q.get(ihl..)?, src.into(), dst.into(), kind, to)
 }
 
 /// Reads an ICMPv6 message (from its type byte on), like [`v4`]. A quote whose IPv6 header is
 /// followed by extension headers is not followed to the UDP header.
-pub(super) fn v6(msg: &[u8]) -> Option<IcmpError> {
+pub(super) fn v6(msg: &[u8], to: IpAddress) -> Option<IcmpError> {
     let (&ty, &code) = (msg.first()?, msg.get(1)?);
     if ty != ICMPV6_DST_UNREACHABLE {
         return None;
@@ -108,6 +110,7 @@ pub(super) fn v6(msg: &[u8]) -> Option<IcmpError> {
         src.into(),
         dst.into(),
         kind,
+        to,
     )
 }
 
@@ -115,11 +118,18 @@ fn octets<const N: usize>(buf: &[u8], at: core::ops::Range<usize>) -> Option<[u8
     buf.get(at)?.try_into().ok()
 }
 
-fn quoted(udp: &[u8], src: IpAddress, dst: IpAddress, kind: Unreachable) -> Option<IcmpError> {
+fn quoted(
+    udp: &[u8],
+    src: IpAddress,
+    dst: IpAddress,
+    kind: Unreachable,
+    to: IpAddress,
+) -> Option<IcmpError> {
     let ports = udp.get(..UDP_PORTS_LEN)?;
     let src_port = u16::from_be_bytes([ports[0], ports[1]]);
     let dst_port = u16::from_be_bytes([ports[2], ports[3]]);
     Some(IcmpError {
+        to,
         local: IpEndpoint::new(src, src_port),
         remote: IpEndpoint::new(dst, dst_port),
         kind,
@@ -141,6 +151,7 @@ mod tests {
             (link.our4.into(), link.peer4.into())
         };
         IcmpError {
+            to: ours,
             local: IpEndpoint::new(ours, local),
             remote: IpEndpoint::new(peer, remote),
             kind,
@@ -156,10 +167,10 @@ mod tests {
         sent[0] = 0x46;
         let f = l.unreachable4(ICMPV4_PORT_UNREACHABLE, &sent[..24 + 4]);
         let want = expect(40000, 53, &l, false, Unreachable::Port);
-        assert_eq!(v4(&f[ETH_IP4..]), Some(want));
+        assert_eq!(v4(&f[ETH_IP4..], l.our4.into()), Some(want));
         let f = l.unreachable4(13, &l.sent_udp4(40000, 53, b"")[..28]);
         let want = expect(40000, 53, &l, false, Unreachable::Host);
-        assert_eq!(v4(&f[ETH_IP4..]), Some(want));
+        assert_eq!(v4(&f[ETH_IP4..], l.our4.into()), Some(want));
     }
 
     #[test]
@@ -172,10 +183,10 @@ mod tests {
         tcp[9] = 6;
         for quote in [&later_fragment[..], &tcp[..], &sent[..23], &sent[..19]] {
             let f = l.unreachable4(ICMPV4_PORT_UNREACHABLE, quote);
-            assert_eq!(v4(&f[ETH_IP4..]), None);
+            assert_eq!(v4(&f[ETH_IP4..], l.our4.into()), None);
         }
         let f = l.unreachable4(ICMPV4_FRAG_NEEDED, &sent);
-        assert_eq!(v4(&f[ETH_IP4..]), None);
+        assert_eq!(v4(&f[ETH_IP4..], l.our4.into()), None);
     }
 
     #[test]
@@ -184,14 +195,17 @@ mod tests {
         let sent = l.sent_udp6(40000, 53, b"payload");
         let f = l.unreachable6(ICMPV6_PORT_UNREACHABLE, &sent[..48]);
         let want = expect(40000, 53, &l, true, Unreachable::Port);
-        assert_eq!(v6(&f[ETH_IP6..]), Some(want));
+        assert_eq!(v6(&f[ETH_IP6..], l.our6.into()), Some(want));
         let f = l.unreachable6(0, &sent);
-        assert_eq!(v6(&f[ETH_IP6..]).map(|e| e.kind), Some(Unreachable::Host));
+        assert_eq!(
+            v6(&f[ETH_IP6..], l.our6.into()).map(|e| e.kind),
+            Some(Unreachable::Host)
+        );
         let mut hop_by_hop = sent.clone();
         hop_by_hop[6] = 0;
         let f = l.unreachable6(ICMPV6_PORT_UNREACHABLE, &hop_by_hop);
-        assert_eq!(v6(&f[ETH_IP6..]), None);
+        assert_eq!(v6(&f[ETH_IP6..], l.our6.into()), None);
         let f = l.unreachable6(ICMPV6_PORT_UNREACHABLE, &sent[..43]);
-        assert_eq!(v6(&f[ETH_IP6..]), None);
+        assert_eq!(v6(&f[ETH_IP6..], l.our6.into()), None);
     }
 }

@@ -274,10 +274,18 @@ fn icmp_errors_that_do_not_quote_this_socket_change_nothing() {
     let l = p.link;
     let unconnected = p.stack.udp_bind(LOCAL + 1).unwrap();
     let wrong_source = Link {
-        peer4: "10.0.0.3".parse().unwrap(),
+        our4: "10.0.0.3".parse().unwrap(),
         ..l
     };
     let sent = wrong_source.sent_udp4(LOCAL, PEER_PORT, b"x");
+    let other_ip = Link {
+        our4: "10.0.0.99".parse().unwrap(),
+        ..l
+    };
+    let other_mac = Link {
+        our_mac: smoltcp::wire::EthernetAddress([2, 0, 0, 0, 0, 0x99]),
+        ..l
+    };
     p.deliver([
         p.refused4(LOCAL, OTHER_PORT),    // another remote port
         p.refused4(LOCAL + 2, PEER_PORT), // another local port
@@ -291,6 +299,9 @@ fn icmp_errors_that_do_not_quote_this_socket_change_nothing() {
             PORT_UNREACHABLE_V4,
             &l.sent_udp4(LOCAL, PEER_PORT, b"x")[..23],
         ),
+        // A genuine quote, but the ICMP message is for another host (IP, then MAC).
+        other_ip.unreachable4(PORT_UNREACHABLE_V4, &l.sent_udp4(LOCAL, PEER_PORT, b"x")),
+        other_mac.unreachable4(PORT_UNREACHABLE_V4, &l.sent_udp4(LOCAL, PEER_PORT, b"x")),
     ]);
     assert_eq!(p.recv(h), Err(Error::WouldBlock));
     assert_eq!(p.recv(unconnected), Err(Error::WouldBlock));
@@ -307,6 +318,12 @@ fn icmpv6_port_and_address_unreachable_map_to_their_errors() {
     assert_eq!(p.recv(h), Err(Error::ConnectionRefused));
     p.deliver([l.unreachable6(ADDR_UNREACHABLE_V6, &quote)]);
     assert_eq!(p.recv(h), Err(Error::HostUnreachable));
+    assert_eq!(p.recv(h), Err(Error::WouldBlock));
+    let elsewhere = Link {
+        our6: "fd00::99".parse().unwrap(),
+        ..l
+    };
+    p.deliver([elsewhere.unreachable6(PORT_UNREACHABLE_V6, &quote)]);
     assert_eq!(p.recv(h), Err(Error::WouldBlock));
     assert_eq!(p.stack.stats().udp_icmp_errors, 2);
 }
