@@ -24,6 +24,7 @@ mod event;
 pub mod frames;
 pub mod ingress;
 mod ready;
+pub mod session;
 mod slot;
 mod stack;
 mod stats;

@@ -141,29 +141,32 @@ impl<const N: usize> Default for StaticStorage<'_, N> {
     }
 }
 
-pub(crate) enum Slots<'a> {
-    Borrowed(&'a mut [Slot]),
+/// A table of per-socket records: lent by the caller (no heap) or owned (with `alloc`).
+pub(crate) enum Table<'a, T> {
+    Borrowed(&'a mut [T]),
     #[cfg(feature = "alloc")]
-    Owned(alloc::vec::Vec<Slot>),
+    Owned(alloc::vec::Vec<T>),
 }
 
-impl core::ops::Deref for Slots<'_> {
-    type Target = [Slot];
-    fn deref(&self) -> &[Slot] {
+pub(crate) type Slots<'a> = Table<'a, Slot>;
+
+impl<T> core::ops::Deref for Table<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
         match self {
-            Slots::Borrowed(s) => s,
+            Table::Borrowed(s) => s,
             #[cfg(feature = "alloc")]
-            Slots::Owned(v) => v,
+            Table::Owned(v) => v,
         }
     }
 }
 
-impl core::ops::DerefMut for Slots<'_> {
-    fn deref_mut(&mut self) -> &mut [Slot] {
+impl<T> core::ops::DerefMut for Table<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
         match self {
-            Slots::Borrowed(s) => s,
+            Table::Borrowed(s) => s,
             #[cfg(feature = "alloc")]
-            Slots::Owned(v) => v,
+            Table::Owned(v) => v,
         }
     }
 }

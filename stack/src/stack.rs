@@ -11,7 +11,7 @@ use crate::device::{Budget, IngressState, TxCount, Wrapped, MAX_LISTENERS};
 use crate::error::{Error, Result};
 use crate::event::{Event, Ready, TcpHandle, TcpListener, Token, UdpHandle};
 use crate::ready::{ReadyTable, RECV, SEND};
-use crate::slot::{Cells, EventQueue, FreeList, Role, Slot, Slots, Storage};
+use crate::slot::{Cells, EventQueue, FreeList, Role, Slot, Slots, Storage, Table};
 use crate::stats::Stats;
 use crate::tcp::Listener;
 
@@ -71,7 +71,7 @@ impl<'a, D: Device> Stack<'a, D> {
             config,
             device,
             SocketSet::new(Vec::new()),
-            Slots::Owned(slots),
+            Table::Owned(slots),
             Cells::Owned(cells),
             true,
             now,
@@ -102,7 +102,7 @@ impl<'a, D: Device> Stack<'a, D> {
             config,
             device,
             sockets,
-            Slots::Borrowed(storage.slots),
+            Table::Borrowed(storage.slots),
             Cells::Borrowed(storage.cells),
             false,
             now,

@@ -72,7 +72,9 @@ pub enum DialStatus {
 impl<'a, D: Device> Stack<'a, D> {
     /// Binds, connects to `remote`, and queues the probe datagram ([`Config::udp_probe`]).
     /// The socket drops probes from then on, so an echoed probe never reaches the
-    /// application. See the [module docs](self) for why silence passes.
+    /// application. Silence until the timeout passes, because UDP has no handshake (a healthy
+    /// peer may not answer a probe) and ICMP is often filtered; [`DialOptions::strict`]
+    /// requires a reply instead.
     ///
     /// [`Config::udp_probe`]: crate::Config::udp_probe
     ///
