@@ -13,29 +13,10 @@
 # removes again on exit, error or Ctrl-C.
 set -euo pipefail
 
-if [[ $(id -u) -ne 0 ]]; then
-    echo "scripts/bench.sh needs root (network namespaces, TAP and veth interfaces): run it with sudo" >&2
-    exit 1
-fi
-
-cd "$(dirname "$0")/.."
-cargo build --release -p ustack-examples --bin bench_tcp
-BIN=target/release/bench_tcp
-machine="$(nproc) CPUs, Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-
+source "$(dirname "$0")/bench-common.sh"
+bench_build bench_tcp
 if [[ ${1:-} != profile ]]; then
-    OUT=${OUT:-target/bench_tcp-$(date +%Y%m%d-%H%M%S).md}
-    mkdir -p "$(dirname "$OUT")"
-    {
-        echo "<!-- $(date -u +%FT%TZ); $machine; load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) -->"
-        echo "<!-- $BIN --repeat 5 $* -->"
-    } | tee "$OUT"
-    # Progress (stderr) goes to the file too; the exit status is bench_tcp's.
-    set +e
-    RUST_LOG=${RUST_LOG:-info} "$BIN" --repeat 5 "$@" 2>&1 | tee -a "$OUT"
-    status=${PIPESTATUS[0]}
-    echo "report written to $OUT" >&2
-    exit "$status"
+    bench_report "$@"
 fi
 
 shift

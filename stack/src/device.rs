@@ -68,8 +68,9 @@ pub(crate) struct IngressState {
     pub syn_hold: Duration,
     /// Connected UDP sockets; while 0, UDP frames skip the connected-socket checks.
     pub udp_connected: usize,
-    /// Our interface addresses, refreshed before each poll while a UDP socket is connected.
+    /// Our interface addresses, copied before the first poll and after `Stack::interface`.
     addrs: Vec<IpAddress, MAX_ADDRS>,
+    pub addrs_stale: bool,
     pub icmp_hits: Deque<IcmpHit, ICMP_ERROR_MEMORY>,
     /// Our MAC, which an ICMP error's frame must be sent to (or be broadcast or multicast).
     mac: [u8; 6],
@@ -86,6 +87,7 @@ impl IngressState {
         IngressState {
             syn_hold,
             mac,
+            addrs_stale: true,
             ..Default::default()
         }
     }
@@ -109,6 +111,7 @@ impl IngressState {
 
     /// Copies the interface addresses that ICMP quotes must name as their source.
     pub(crate) fn refresh_addrs(&mut self, cidrs: &[IpCidr]) {
+        self.addrs_stale = false;
         self.addrs.clear();
         for c in cidrs {
             let _ = self.addrs.push(c.address());
@@ -166,8 +169,8 @@ impl IngressState {
             }
             Verdict::Pass(Facts::IcmpError(e)) => {
                 // smoltcp would discard a frame for another host; so must its ICMP error.
-                let for_us = self.addrs.contains(&e.to) && to_our_mac(frame, &self.mac);
-                if self.udp_connected == 0 || !for_us || !self.addrs.contains(&e.local.addr) {
+                let for_us = || self.addrs.contains(&e.to) && to_our_mac(frame, &self.mac);
+                if self.udp_connected == 0 || !self.addrs.contains(&e.local.addr) || !for_us() {
                     return true;
                 }
                 if let Some((slot, gen)) = icmp_target(cx.slots, &e) {

@@ -48,5 +48,7 @@ pub use udp::{DialOptions, DialStatus, UdpDial, UdpMeta};
 /// smoltcp, re-exported so users name the same version of its types.
 pub use smoltcp;
 
+#[cfg(test)]
+mod test_rng;
 #[cfg(all(test, feature = "std"))]
 mod tests;

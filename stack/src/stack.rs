@@ -189,7 +189,7 @@ impl<'a, D: Device> Stack<'a, D> {
     /// [`next_event`](Self::next_event).
     pub fn poll(&mut self, now: Instant) -> bool {
         self.refresh_budgets();
-        if self.ingress.udp_connected > 0 {
+        if self.ingress.addrs_stale {
             self.ingress.refresh_addrs(self.iface.ip_addrs());
         }
         let result = {
@@ -288,6 +288,8 @@ impl<'a, D: Device> Stack<'a, D> {
 
     /// The smoltcp interface, for settings ustack does not wrap.
     pub fn interface(&mut self) -> &mut Interface {
+        // The caller may change the addresses that ICMP errors are checked against.
+        self.ingress.addrs_stale = true;
         &mut self.iface
     }
 

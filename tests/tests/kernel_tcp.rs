@@ -165,9 +165,7 @@ fn kernel_client_echoes_over_ipv6() {
         return;
     }
     let mut link = TapLink::with_ipv6();
-    let v6 =
-        ustack::smoltcp::wire::Ipv6Cidr::new(ustack_tests::STACK_IP6, ustack_tests::PREFIX_LEN6);
-    let server = EchoServer::start_with(support::config().ipv6(v6), link.take_device(), 4);
+    let server = EchoServer::start_with(support::config_v6(), link.take_device(), 4);
     let data = random_bytes(16, 256 * 1024);
     let echoed = link.ns.run(|| {
         let addr = SocketAddr::from((ustack_tests::STACK_IP6, 7));

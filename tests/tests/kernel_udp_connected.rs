@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use ustack::runtime::{PollMode, SharedStack, UdpSocket};
 use ustack::smoltcp::time::Duration as StackDuration;
-use ustack::smoltcp::wire::{IpEndpoint, Ipv6Cidr};
+use ustack::smoltcp::wire::IpEndpoint;
 use ustack::{Config, DialOptions, Error, Stack, Stats, DEFAULT_UDP_PROBE};
 use ustack_drivers::TapDevice;
-use ustack_tests::{privileged, TapLink, HOST_IP, HOST_IP6, PREFIX_LEN6, STACK_IP, STACK_IP6};
+use ustack_tests::{privileged, TapLink, HOST_IP, HOST_IP6, STACK_IP};
 
 /// Upper bound for anything that should happen at once; only there to avoid hangs.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,11 +26,6 @@ const QUIET: Duration = Duration::from_millis(300);
 const CLOSED_PORT: u16 = 9;
 /// Tells the kernel echo thread to stop.
 const BYE: &[u8] = b"bye";
-
-/// ustack's IPv4 + IPv6 configuration on a [`TapLink::with_ipv6`] link.
-fn v6_config() -> Config {
-    support::config().ipv6(Ipv6Cidr::new(STACK_IP6, PREFIX_LEN6))
-}
 
 /// A ustack on the link's device, polled by its own thread.
 fn spawn_stack(config: Config, link: &mut TapLink) -> SharedStack<TapDevice> {
@@ -182,7 +177,7 @@ fn dial_to_a_closed_kernel_port_over_ipv6_is_refused() {
         return;
     }
     let mut link = TapLink::with_ipv6();
-    let shared = spawn_stack(v6_config(), &mut link);
+    let shared = spawn_stack(support::config_v6(), &mut link);
     let err = UdpSocket::dial(&shared, SocketAddr::from((HOST_IP6, CLOSED_PORT)), TIMEOUT)
         .err()
         .expect("nothing listens on the kernel's UDP 9");
@@ -270,27 +265,6 @@ fn probe_echoed_after_the_dial_returned_is_dropped_too() {
     assert_eq!(stats(&shared).udp_probes_dropped, 1);
     drop(sock);
     shared.shutdown();
-}
-
-#[test]
-fn kernel_connected_udp_to_a_closed_ustack_port_over_ipv6_gets_econnrefused() {
-    if !privileged() {
-        return;
-    }
-    let mut link = TapLink::with_ipv6();
-    let server = support::EchoServer::start_with(v6_config(), link.take_device(), 4);
-    let err = link.ns.run(|| {
-        let s = KernelUdp::bind((HOST_IP6, 0)).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        s.connect(SocketAddr::from((STACK_IP6, CLOSED_PORT)))
-            .unwrap();
-        s.send(b"anyone there?").unwrap();
-        let mut buf = [0u8; 64];
-        s.recv(&mut buf).expect_err("nothing listens on UDP 9")
-    });
-    // ustack answered with ICMPv6 port unreachable, which the kernel turns into ECONNREFUSED.
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-    drop(server);
 }
 
 #[test]

@@ -3,11 +3,12 @@
 mod support;
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use support::{echo_addr, EchoServer};
-use ustack_tests::{privileged, TapLink, HOST_IP, STACK_IP};
+use ustack::Config;
+use ustack_tests::{privileged, TapLink, HOST_IP, HOST_IP6, STACK_IP, STACK_IP6};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -39,24 +40,48 @@ fn kernel_udp_datagrams_are_echoed_in_order() {
     assert_eq!(echo.udp_datagrams, 20);
 }
 
+/// A kernel socket connected to a closed ustack UDP port sends once; ustack answers with ICMP
+/// port unreachable, which the kernel turns into ECONNREFUSED on the next `recv`.
+fn kernel_send_to_a_closed_port_is_refused(
+    mut link: TapLink,
+    config: Config,
+    host: IpAddr,
+    stack: IpAddr,
+) {
+    let server = EchoServer::start_with(config, link.take_device(), 4);
+    let err = link.ns.run(|| {
+        let s = UdpSocket::bind((host, 0)).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.connect(SocketAddr::from((stack, 9))).unwrap();
+        s.send(b"anyone there?").unwrap();
+        let mut buf = [0u8; 64];
+        s.recv(&mut buf).expect_err("nothing listens on UDP 9")
+    });
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    drop(server);
+}
+
 #[test]
 fn kernel_connected_udp_to_a_closed_port_gets_econnrefused() {
     if !privileged() {
         return;
     }
-    let mut link = TapLink::new();
-    let server = EchoServer::start(link.take_device(), 4);
-    let err = link.ns.run(|| {
-        let s = UdpSocket::bind((HOST_IP, 0)).unwrap();
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        s.connect(SocketAddr::from((STACK_IP, 9))).unwrap();
-        s.send(b"anyone there?").unwrap();
-        let mut buf = [0u8; 64];
-        s.recv(&mut buf).expect_err("nothing listens on UDP 9")
-    });
-    // ustack answered with ICMP port unreachable, which the kernel turns into ECONNREFUSED.
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
-    drop(server);
+    let (host, stack) = (HOST_IP.into(), STACK_IP.into());
+    kernel_send_to_a_closed_port_is_refused(TapLink::new(), support::config(), host, stack);
+}
+
+#[test]
+fn kernel_connected_udp_to_a_closed_port_over_ipv6_gets_econnrefused() {
+    if !privileged() {
+        return;
+    }
+    let (host, stack) = (HOST_IP6.into(), STACK_IP6.into());
+    kernel_send_to_a_closed_port_is_refused(
+        TapLink::with_ipv6(),
+        support::config_v6(),
+        host,
+        stack,
+    );
 }
 
 #[test]

@@ -24,6 +24,29 @@ pub const SOURCE_PORT: u16 = 5002;
 /// Chunk the kernel side reads and writes with, as smoltcp's `examples/benchmark.rs` does.
 pub const KERNEL_CHUNK: usize = 1_000_000;
 
+/// ustack's configuration at [`USER_IP`]/24 with [`USER_MAC`], seeded from the OS.
+pub fn user_config() -> ustack::Config {
+    let ip = ustack::smoltcp::wire::Ipv4Address::from(USER_IP);
+    ustack::Config::new(USER_MAC, ustack::smoltcp::wire::Ipv4Cidr::new(ip, 24)).seed_from_os()
+}
+
+/// Parses a positive byte count: digits with optional `_` separators and an optional K, M or
+/// G suffix (binary multiples), as the benchmarks' size flags take them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.replace('_', "");
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1024),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1024 * 1024),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
+        _ => (&t[..], 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{s}` is not a positive size (e.g. 1000000, 64K, 1M)"))
+}
+
 /// Which way the bulk data flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {

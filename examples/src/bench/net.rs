@@ -45,6 +45,18 @@ impl Drop for Netns {
     }
 }
 
+/// A fresh namespace `{prefix}-u` and a TAP `{prefix}u` whose host side sits in it at
+/// [`HOST_IP`](super::HOST_IP)/24: the link every userspace-stack row runs over.
+pub fn user_tap(prefix: &str) -> io::Result<(Netns, ustack_drivers::TapDevice)> {
+    let ns = Netns::create(&format!("{prefix}-u"))?;
+    let tap = ustack_drivers::TapDevice::builder(&format!("{prefix}u"))
+        .netns(ns.name())
+        .host_addr(&format!("{}/24", std::net::Ipv4Addr::from(super::HOST_IP)))
+        .ipv6_autoconf(false)
+        .create()?;
+    Ok((ns, tap))
+}
+
 /// Moves the calling thread into namespace `ns` (threads switch network namespace one by one).
 pub fn enter(ns: &str) -> io::Result<()> {
     let path = format!("/var/run/netns/{ns}");

@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use ustack::runtime::{self, PollMode};
 use ustack::smoltcp::time::Duration as SDuration;
-use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use ustack::{Config, Error, Stack};
+use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use ustack::{Error, Stack};
 use ustack_drivers::TapDevice;
 
-use crate::bench::net::{link_counters, Netns};
-use crate::bench::{Deadline, HOST_IP, USER_IP, USER_MAC};
+use crate::bench::net::{link_counters, user_tap};
+use crate::bench::{user_config, Deadline, HOST_IP, USER_IP};
 
 use super::kernel::Sink;
 use super::{
@@ -31,19 +31,12 @@ fn io_err(what: &str, e: Error) -> io::Error {
 /// stops when the TAP has taken the last datagram's frame.
 pub fn run(mode: Mode, spec: Spec, prefix: &str) -> io::Result<LinkOutcome> {
     let deadline = Deadline::new(spec.timeout, "ustack UDP over TAP");
-    let ns = Netns::create(&format!("{prefix}-u"))?;
-    let tap_name = format!("{prefix}u");
-    let tap = TapDevice::builder(&tap_name)
-        .netns(ns.name())
-        .host_addr(&format!("{}/24", std::net::Ipv4Addr::from(HOST_IP)))
-        .ipv6_autoconf(false)
-        .create()?;
+    let (ns, tap) = user_tap(prefix)?;
     let to = SocketAddrV4::new(HOST_IP.into(), SINK_PORT);
     let from = SocketAddrV4::new(USER_IP.into(), SOURCE_PORT);
     let sink = Sink::start(ns.name(), to, from, spec, deadline)?;
 
-    let mut config =
-        Config::new(USER_MAC, Ipv4Cidr::new(Ipv4Address::from(USER_IP), 24)).seed(seed());
+    let mut config = user_config();
     config.udp = spec.udp_options();
     let mut stack = Stack::new(config, tap, runtime::now()).map_err(|e| io_err("new stack", e))?;
     let h = stack
@@ -114,7 +107,7 @@ pub fn run(mode: Mode, spec: Spec, prefix: &str) -> io::Result<LinkOutcome> {
     let sender_cpu = thread_cpu() - cpu0;
     let tap = stack.device().stats();
     let report = sink.finish()?;
-    let host_drops = match link_counters(ns.name(), &tap_name) {
+    let host_drops = match link_counters(ns.name(), stack.device().name()) {
         Ok((_, _, d)) => d,
         Err(e) => {
             log::warn!("{e}");
@@ -138,11 +131,4 @@ pub fn run(mode: Mode, spec: Spec, prefix: &str) -> io::Result<LinkOutcome> {
         retries: None,
         others_cpu: None,
     })
-}
-
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.as_nanos() as u64 ^ u64::from(std::process::id())
 }

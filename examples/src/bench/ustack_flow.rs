@@ -8,14 +8,13 @@ use std::time::Instant;
 use ustack::runtime::{self, PollMode};
 use ustack::smoltcp::socket::tcp::State;
 use ustack::smoltcp::time::Duration as SDuration;
-use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
-use ustack::{Config, Error, Ready, Stack, TcpHandle, TcpOptions, Token};
-use ustack_drivers::TapDevice;
+use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use ustack::{Error, Ready, Stack, TcpHandle, TcpOptions, Token};
 
 use super::kernel::{listening_reader, span, spawn_writer};
-use super::net::{link_counters, Netns};
+use super::net::{link_counters, user_tap};
 use super::{
-    Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP, USER_MAC,
+    user_config, Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP,
 };
 
 /// Settings of the ustack side.
@@ -47,15 +46,8 @@ pub fn run(
     prefix: &str,
 ) -> io::Result<Outcome> {
     let deadline = Deadline::new(limits.timeout, "ustack transfer");
-    let ns = Netns::create(&format!("{prefix}-u"))?;
-    let tap_name = format!("{prefix}u");
-    let tap = TapDevice::builder(&tap_name)
-        .netns(ns.name())
-        .host_addr(&format!("{}/24", std::net::Ipv4Addr::from(HOST_IP)))
-        .ipv6_autoconf(false)
-        .create()?;
-    let mut config =
-        Config::new(USER_MAC, Ipv4Cidr::new(Ipv4Address::from(USER_IP), 24)).seed(seed());
+    let (ns, tap) = user_tap(prefix)?;
+    let mut config = user_config();
     config.tcp = TcpOptions {
         rx_buffer: settings.rx_buffer,
         tx_buffer: settings.tx_buffer,
@@ -207,7 +199,7 @@ pub fn run(
 
     let mut counters = loop_.counters;
     let tap_stats = stack.device().stats();
-    match link_counters(ns.name(), &tap_name) {
+    match link_counters(ns.name(), stack.device().name()) {
         Ok((host_rx, host_tx, drops)) => {
             counters.frames_in = host_tx;
             counters.frames_out = host_rx;
@@ -265,11 +257,4 @@ impl Loop {
         deadline.check()?;
         runtime::wait(stack.device().as_raw_fd(), None, delay, self.mode)
     }
-}
-
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.as_nanos() as u64 ^ u64::from(std::process::id())
 }

@@ -56,21 +56,6 @@ struct Args {
     pin: bool,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.replace('_', "");
-    let (num, mul) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1024),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1024 * 1024),
-        Some('G' | 'g') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
-        _ => (&t[..], 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("`{s}` is not a positive size (e.g. 1000000, 64K, 1M)"))
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         bytes: 1_000_000_000,
@@ -110,11 +95,11 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or(format!("bad --timeout `{v}`"))?;
                 a.timeout = Duration::from_secs(secs);
             }
-            "--buf" => a.buf = parse_size(&value()?)? as usize,
+            "--buf" => a.buf = bench::parse_size(&value()?)? as usize,
             "--sweep" => {
                 a.sweep = value()?
                     .split(',')
-                    .map(|s| parse_size(s.trim()).map(|n| n as usize))
+                    .map(|s| bench::parse_size(s.trim()).map(|n| n as usize))
                     .collect::<Result<_, _>>()?
             }
             "--only" => {

@@ -70,20 +70,6 @@ fn parse_num(arg: &str, v: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("bad {arg} `{v}`: expected a positive number"))
 }
 
-fn parse_size(arg: &str, s: &str) -> Result<usize, String> {
-    let t = s.replace('_', "");
-    let (num, mul) = match t.chars().last() {
-        Some('K' | 'k') => (&t[..t.len() - 1], 1024),
-        Some('M' | 'm') => (&t[..t.len() - 1], 1024 * 1024),
-        _ => (&t[..], 1),
-    };
-    num.parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("bad {arg} `{s}`: expected a size such as 65536, 64K or 64M"))
-}
-
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         spec: Spec {
@@ -132,7 +118,11 @@ fn parse_args() -> Result<Args, String> {
                 }
                 a.spec.queue = n;
             }
-            "--rcvbuf" => a.spec.rcvbuf = parse_size(&arg, &value()?)?,
+            "--rcvbuf" => {
+                let v = value()?;
+                a.spec.rcvbuf =
+                    bench::parse_size(&v).map_err(|e| format!("bad {arg}: {e}"))? as usize;
+            }
             "--timeout" => a.spec.timeout = Duration::from_secs(parse_num(&arg, &value()?)?),
             "--pin" => a.pin = true,
             "--mode" => {
@@ -166,6 +156,23 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// An outcome that knows how busy other processes kept the CPUs during its run.
+trait Disturbed {
+    fn others_cpu(&self) -> Option<f64>;
+}
+
+impl Disturbed for LinkOutcome {
+    fn others_cpu(&self) -> Option<f64> {
+        self.others_cpu
+    }
+}
+
+impl Disturbed for PipeOutcome {
+    fn others_cpu(&self) -> Option<f64> {
+        self.others_cpu
+    }
+}
+
 /// Runs of one path: per mode, the successful runs tagged with their repetition.
 struct Runs<T> {
     ok: [Vec<(usize, T)>; 2],
@@ -177,6 +184,25 @@ impl<T> Default for Runs<T> {
         Runs {
             ok: [Vec::new(), Vec::new()],
             errors: Vec::new(),
+        }
+    }
+}
+
+impl<T: Disturbed> Runs<T> {
+    /// The most CPU other processes took during any run of mode `m` (all modes: `None`).
+    fn worst_others(&self, m: Option<usize>) -> Option<f64> {
+        let modes = self.ok.iter().enumerate();
+        let runs = modes
+            .filter(|(i, _)| m.is_none_or(|m| m == *i))
+            .flat_map(|(_, r)| r);
+        runs.filter_map(|(_, o)| o.others_cpu()).reduce(f64::max)
+    }
+
+    /// The "others' CPUs" cell: the median run's figure and, in brackets, the worst run's.
+    fn others_cell(&self, m: usize, median: &T) -> String {
+        match (median.others_cpu(), self.worst_others(Some(m))) {
+            (Some(a), Some(b)) => format!("{a:.2} ({b:.2})"),
+            _ => "–".into(),
         }
     }
 }
@@ -474,16 +500,7 @@ fn print_report(
                 ) else {
                     continue;
                 };
-                let others = match (
-                    o.others_cpu,
-                    runs.ok[m]
-                        .iter()
-                        .filter_map(|(_, o)| o.others_cpu)
-                        .reduce(f64::max),
-                ) {
-                    (Some(a), Some(b)) => format!("{a:.2} ({b:.2})"),
-                    _ => "–".into(),
-                };
+                let others = runs.others_cell(m, o);
                 println!(
                     "| {name} | {mode} | {} | {:.0} | {lo:.0}–{hi:.0} | {:.3} | {:.0} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {others} |",
                     runs.ok[m].len(),
@@ -519,8 +536,7 @@ fn print_report(
         }
         let worst = links
             .iter()
-            .flat_map(|(_, _, r)| r.ok.iter().flatten())
-            .filter_map(|(_, o)| o.others_cpu)
+            .filter_map(|(_, _, r)| r.worst_others(None))
             .reduce(f64::max);
         if let Some(w) = worst.filter(|&w| w > 0.25) {
             println!("\n**Warning:** other processes kept up to {w:.2} CPUs busy during a run; the numbers are disturbed.");
@@ -545,16 +561,7 @@ fn print_report(
             ) else {
                 continue;
             };
-            let others = match (
-                o.others_cpu,
-                pipe.ok[m]
-                    .iter()
-                    .filter_map(|(_, o)| o.others_cpu)
-                    .reduce(f64::max),
-            ) {
-                (Some(a), Some(b)) => format!("{a:.2} ({b:.2})"),
-                _ => "–".into(),
-            };
+            let others = pipe.others_cell(m, o);
             println!(
                 "| {mode} | {} | {:.1} | {lo:.1}–{hi:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.3} | {} | {others} |",
                 pipe.ok[m].len(),
@@ -615,12 +622,7 @@ fn print_report(
         println!(
             "the run, split into the two phases. A positive difference: connected is cheaper."
         );
-        let worst = pipe
-            .ok
-            .iter()
-            .flatten()
-            .filter_map(|(_, o)| o.others_cpu)
-            .reduce(f64::max);
+        let worst = pipe.worst_others(None);
         let least = pipe
             .ok
             .iter()

@@ -447,3 +447,23 @@ fn a_real_reply_to_the_dial_stays_for_the_application() {
     let h = r.unwrap();
     assert_eq!(p.recv(h).map(|(d, _)| d), Ok(b"welcome".to_vec()));
 }
+
+#[test]
+fn icmp_errors_are_checked_against_addresses_changed_through_the_interface() {
+    let mut p = Peer::new();
+    let h = p.connected(p.peer4(PEER_PORT));
+    p.deliver([]);
+    let moved = Link {
+        our4: "10.0.0.5".parse().unwrap(),
+        ..p.link
+    };
+    p.stack.interface().update_ip_addrs(|addrs| {
+        addrs[0] = smoltcp::wire::IpCidr::new(moved.our4.into(), 24);
+    });
+    let quote = |l: &Link| l.sent_udp4(LOCAL, PEER_PORT, b"x");
+    // The old address is no longer ours; the new one is.
+    p.deliver([p.link.unreachable4(PORT_UNREACHABLE_V4, &quote(&p.link))]);
+    assert_eq!(p.recv(h), Err(Error::WouldBlock));
+    p.deliver([moved.unreachable4(PORT_UNREACHABLE_V4, &quote(&moved))]);
+    assert_eq!(p.recv(h), Err(Error::ConnectionRefused));
+}

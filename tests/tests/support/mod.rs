@@ -13,15 +13,20 @@ use std::thread::JoinHandle;
 use ustack::runtime::{self, PollMode};
 use ustack::smoltcp::phy::Device;
 use ustack::smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Cidr, Ipv4Packet, TcpPacket,
+    EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Cidr, Ipv4Packet, Ipv6Cidr, TcpPacket,
 };
 use ustack::{Config, Stack};
 use ustack_examples::echo::{Echo, EchoStats};
-use ustack_tests::{STACK_IP, STACK_MAC};
+use ustack_tests::{PREFIX_LEN6, STACK_IP, STACK_IP6, STACK_MAC};
 
 /// ustack's configuration on a [`ustack_tests::TapLink`].
 pub fn config() -> Config {
     Config::new(STACK_MAC, Ipv4Cidr::new(STACK_IP, ustack_tests::PREFIX_LEN)).seed(0x5eed)
+}
+
+/// [`config`] plus ustack's IPv6 address, for a [`ustack_tests::TapLink::with_ipv6`] link.
+pub fn config_v6() -> Config {
+    config().ipv6(Ipv6Cidr::new(STACK_IP6, PREFIX_LEN6))
 }
 
 /// The kernel's view of ustack's echo port.

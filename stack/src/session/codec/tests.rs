@@ -6,22 +6,7 @@ use std::vec;
 use std::vec::Vec;
 
 use super::*;
-
-/// xorshift64*, so the tests need no crate and replay exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::test_rng::Rng;
 
 /// What a session does: buffer what arrives, decode as many packages as are complete, drop
 /// the bytes they used. Returns the packages, and every known length seen.
@@ -69,7 +54,7 @@ where
 fn random_packages(rng: &mut Rng, n: usize, max: usize, line: bool) -> Vec<Vec<u8>> {
     (0..n)
         .map(|_| {
-            let len = rng.below(max + 1);
+            let len = rng.below(max as u64 + 1) as usize;
             (0..len)
                 .map(|_| {
                     let b = rng.next() as u8;
@@ -201,7 +186,7 @@ where
         let mut chunks = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
-            let n = 1 + rng.below(64.min(bytes.len() - at));
+            let n = 1 + rng.below(64.min(bytes.len() - at) as u64) as usize;
             chunks.push(&bytes[at..at + n]);
             at += n;
         }

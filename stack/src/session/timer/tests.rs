@@ -1,6 +1,7 @@
 //! The timing wheel against exact expectations and a model.
 
 use super::*;
+use crate::test_rng::Rng;
 
 const MS: i64 = 1000;
 
@@ -12,21 +13,21 @@ fn us(micros: i64) -> Instant {
     Instant::from_micros(micros)
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
+/// Schedules ids `0..n` at `from + rng.below(span)` microseconds; returns the deadlines.
+fn schedule_random<const B: usize>(
+    w: &mut TimerWheel<'_, B>,
+    rng: &mut Rng,
+    n: usize,
+    from: i64,
+    span: i64,
+) -> Vec<i64> {
+    let want: Vec<i64> = (0..n)
+        .map(|_| from + rng.below(span as u64) as i64)
+        .collect();
+    for (id, &d) in want.iter().enumerate() {
+        w.schedule(id, us(d)).unwrap();
     }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+    want
 }
 
 fn drain<const B: usize>(w: &mut TimerWheel<'_, B>, now: Instant) -> Vec<usize> {
@@ -97,15 +98,12 @@ fn fires_at_deadline_not_before() {
 fn never_early_at_most_one_tick_late_per_tick_loop() {
     const N: usize = 3000;
     let tick = 10 * MS;
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // Start the wheel off the loop's grid, so ticks and calls are not aligned.
     let mut e = vec![TimerEntry::EMPTY; N];
     let mut w: TimerWheel = TimerWheel::new(&mut e, DEFAULT_TICK, us(3_700));
-    let mut want = vec![0i64; N];
-    for (id, d) in want.iter_mut().enumerate() {
-        *d = 5_000 + rng.below(20_000 * MS as u64) as i64; // up to 20 s: ~8 revolutions
-        w.schedule(id, us(*d)).unwrap();
-    }
+    // Up to 20 s: ~8 revolutions.
+    let want = schedule_random(&mut w, &mut rng, N, 5_000, 20_000 * MS);
     let mut fired = vec![false; N];
     let mut now = 0;
     let mut last = i64::MIN;
@@ -127,14 +125,10 @@ fn never_early_at_most_one_tick_late_per_tick_loop() {
 
 #[test]
 fn sleeping_until_next_deadline_is_at_most_one_tick_late() {
-    let mut rng = XorShift(7);
+    let mut rng = Rng(7);
     let mut e = vec![TimerEntry::EMPTY; 500];
     let mut w: TimerWheel<'_, 16> = TimerWheel::new(&mut e, DEFAULT_TICK, at(0));
-    let mut want = vec![0i64; 500];
-    for (id, d) in want.iter_mut().enumerate() {
-        *d = 1 + rng.below(120_000 * MS as u64) as i64;
-        w.schedule(id, us(*d)).unwrap();
-    }
+    let want = schedule_random(&mut w, &mut rng, 500, 1, 120_000 * MS);
     let mut count = 0;
     while let Some(wake) = w.next_deadline() {
         let now = wake.total_micros();
@@ -152,14 +146,11 @@ fn sleeping_until_next_deadline_is_at_most_one_tick_late() {
 fn random_deadlines_fire_once_in_tick_order() {
     const N: usize = 5000;
     let tick = 10 * MS;
-    let mut rng = XorShift(0xDEAD_BEEF);
+    let mut rng = Rng(0xDEAD_BEEF);
     let mut e = vec![TimerEntry::EMPTY; N];
     let mut w: TimerWheel<'_, 64> = TimerWheel::new(&mut e, DEFAULT_TICK, at(0));
-    let mut want = vec![0i64; N];
-    for (id, d) in want.iter_mut().enumerate() {
-        *d = rng.below(3_600_000 * MS as u64) as i64; // an hour: past the overflow
-        w.schedule(id, us(*d)).unwrap();
-    }
+    // An hour: past the overflow.
+    let want = schedule_random(&mut w, &mut rng, N, 0, 3_600_000 * MS);
     let mut fired = vec![false; N];
     let mut now = 0;
     let mut last = i64::MIN;
@@ -301,7 +292,7 @@ fn far_deadlines_fire_on_time() {
 #[test]
 fn next_deadline_is_min_rounded_up_to_tick() {
     let tick = 10 * MS;
-    let mut rng = XorShift(42);
+    let mut rng = Rng(42);
     const N: usize = 300;
     let mut e = vec![TimerEntry::EMPTY; N];
     let mut w: TimerWheel<'_, 4> = TimerWheel::new(&mut e, DEFAULT_TICK, at(0));
@@ -466,7 +457,7 @@ fn extreme_inputs_do_not_panic() {
 fn model_check<const B: usize>(seed: u64, rounds: usize) {
     const N: usize = 64;
     let tick = 7 * MS;
-    let mut rng = XorShift(seed);
+    let mut rng = Rng(seed);
     let mut e = [TimerEntry::EMPTY; N];
     let mut w: TimerWheel<'_, B> =
         TimerWheel::new(&mut e, Duration::from_micros(tick as u64), us(1_234));
@@ -526,7 +517,7 @@ fn model_check_small_wheels() {
 #[test]
 fn churn_10000_ids() {
     const N: usize = 10_000;
-    let mut rng = XorShift(0x1234_5678);
+    let mut rng = Rng(0x1234_5678);
     let mut w: TimerWheel = TimerWheel::with_capacity(N, DEFAULT_TICK, at(0));
     assert_eq!(w.capacity(), N);
     let mut model: Vec<Option<i64>> = vec![None; N];
