@@ -11,6 +11,8 @@ use crate::ready::{RECV, SEND};
 use crate::slot::Role;
 use crate::Stack;
 
+mod queue;
+
 /// Most sockets one listener keeps armed or pending; larger backlogs are clamped to it.
 pub const MAX_BACKLOG: usize = 128;
 
@@ -396,7 +398,7 @@ impl<'a, D: Device> Stack<'a, D> {
         Ok(())
     }
 
-    fn stream(&self, h: TcpHandle) -> Result<usize> {
+    pub(crate) fn stream(&self, h: TcpHandle) -> Result<usize> {
         self.live_slot(h.slot, h.gen, Role::Stream)
     }
 
@@ -411,7 +413,7 @@ impl<'a, D: Device> Stack<'a, D> {
         }
     }
 
-    fn why_not_open(&self, i: usize) -> Error {
+    pub(crate) fn why_not_open(&self, i: usize) -> Error {
         if let Some(e) = self.slots[i].error {
             return e;
         }

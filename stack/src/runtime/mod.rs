@@ -116,3 +116,36 @@ where
     }
     Ok(())
 }
+
+/// Runs `engine`'s sessions over `stack` on this thread until `stop` is set: polls, then
+/// sleeps until a frame arrives, a session timer is due, or another thread queues a
+/// command ([`SessionHandle`](crate::session::SessionHandle), pool workers).
+///
+/// ```no_run
+/// use std::sync::atomic::AtomicBool;
+/// use ustack::runtime::{run_engine, PollMode};
+/// use ustack::session::Engine;
+/// # fn demo<D: ustack::smoltcp::phy::Device + std::os::fd::AsRawFd>(mut stack: ustack::Stack<'_, D>) {
+/// let mut engine = Engine::new(&stack, ustack::runtime::now());
+/// // ... add endpoints ...
+/// let stop = AtomicBool::new(false);
+/// run_engine(&mut stack, &mut engine, PollMode::Block, &stop).unwrap();
+/// # }
+/// ```
+pub fn run_engine<D>(
+    stack: &mut Stack<'_, D>,
+    engine: &mut crate::session::Engine<'_>,
+    mode: PollMode,
+    stop: &AtomicBool,
+) -> io::Result<()>
+where
+    D: Device + AsRawFd,
+{
+    let fd = stack.device().as_raw_fd();
+    while !stop.load(Ordering::Relaxed) {
+        engine.poll(stack, now());
+        let delay = engine.poll_delay(stack, now());
+        wait(fd, engine.wake_fd(), delay, mode)?;
+    }
+    Ok(())
+}

@@ -63,7 +63,7 @@ pub trait Out {
 #[derive(Debug)]
 pub struct SliceOut<'a> {
     buf: &'a mut [u8],
-    len: usize,
+    pub(crate) len: usize,
 }
 
 impl<'a> SliceOut<'a> {

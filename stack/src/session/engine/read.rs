@@ -1,0 +1,366 @@
+//! Moving bytes: decode passes over a socket's receive queue, assembly of packages larger
+//! than it, datagrams, and handing queued output to the socket.
+
+use smoltcp::phy::Device;
+use smoltcp::time::Instant;
+
+use super::super::bufs::{Area, BufPool};
+use super::super::listener::{Input, Next};
+use super::super::state::{Assembly, Phase, Sock};
+use super::super::SessionError;
+use super::Engine;
+use crate::{Error, Stack};
+
+/// The longest package decoded in place from a receive buffer of `cap` bytes; longer ones
+/// are assembled in a pool buffer. Not all of `cap`: window scaling rounds the advertised
+/// window down, and a sender avoiding silly windows will not fill the last segment's worth.
+fn peekable(cap: usize) -> usize {
+    cap / 2
+}
+
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+
+impl Engine<'_> {
+    /// The decode scratch, at least `want` bytes when the heap allows.
+    fn rx_area(&mut self, want: usize) -> &mut [u8] {
+        match &mut self.rx {
+            #[cfg(feature = "alloc")]
+            Area::Heap(v) => {
+                if v.len() < want {
+                    v.resize(want, 0);
+                }
+            }
+            Area::Slice(_) => {
+                let _ = want;
+            }
+        }
+        self.rx.bytes()
+    }
+
+    /// Decodes what the socket holds, pass after pass, until it holds no whole package.
+    ///
+    /// Bytes are peeked, not read: whatever the codec does not consume stays in the socket,
+    /// so an unfinished package costs no session memory and its sender is slowed by the
+    /// receive window. Only a package larger than the receive buffer is assembled in a
+    /// pool buffer.
+    pub(super) fn read_tcp<D: Device>(&mut self, stack: &mut Stack<'_, D>, i: usize, now: Instant) {
+        let Sock::Tcp(h) = self.slots[i].sock else {
+            return;
+        };
+        loop {
+            let st = &self.slots[i];
+            if st.phase != Phase::Open || st.closing.is_some() || st.pending.is_some() {
+                // Output that does not drain stops input: the peer must read to be heard.
+                return;
+            }
+            if st.paused && !self.unpause(i) {
+                return;
+            }
+            let st = &self.slots[i];
+            if let Some(a) = st.asm {
+                if !self.assemble(stack, i, a, now) {
+                    return;
+                }
+                continue;
+            }
+            let want = st.want;
+            let (queued, cap) = match (stack.tcp_recv_queue(h), stack.tcp_recv_capacity(h)) {
+                (Ok(q), Ok(c)) => (q, c),
+                (Err(e), _) | (_, Err(e)) => return self.end(stack, i, Some(e.into()), now),
+            };
+            if queued == 0 || queued < want {
+                match stack.tcp_peer_closed(h) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let err = (queued > 0)
+                            .then_some(SessionError::UnexpectedEof { buffered: queued });
+                        self.end(stack, i, err, now);
+                    }
+                    Err(e) => self.end(stack, i, Some(e.into()), now),
+                }
+                return;
+            }
+            let area = self.rx_area(queued.min(cap));
+            let n = queued.min(area.len());
+            let got = match stack.tcp_peek(h, &mut area[..n]) {
+                Ok(k) => k,
+                Err(e) => return self.end(stack, i, Some(e.into()), now),
+            };
+            // The scratch area is moved out while the protocol borrows the session.
+            let mut rx = core::mem::replace(&mut self.rx, Area::Slice(&mut []));
+            let r = self.with_ctx(stack, i, now, |p, s| p.input(s, &rx.bytes()[..got]));
+            self.rx = rx;
+            let Input { used, next } = match r {
+                Ok(x) => x,
+                Err(e) => return self.end(stack, i, Some(e), now),
+            };
+            let _ = stack.tcp_discard(h, used);
+            let st = &mut self.slots[i];
+            st.info.stats.bytes_in += used as u64;
+            let left = queued - used;
+            if used > 0 {
+                st.info.stats.last_active = now;
+                st.partial_since = None;
+            }
+            if left > 0 && st.partial_since.is_none() {
+                st.partial_since = Some(now);
+            }
+            st.want = 0;
+            match next {
+                Next::Pause => {
+                    if !st.paused && st.closing.is_none() {
+                        st.paused = true;
+                        self.paused += 1;
+                        self.stats.paused += 1;
+                    }
+                    self.after_callback(stack, i, now);
+                    return;
+                }
+                Next::NeedMore => {
+                    st.want = left + 1;
+                    if left > peekable(cap) && st.closing.is_none() {
+                        // The window may never open further: without a length it can't fit.
+                        let max = peekable(cap);
+                        let e = SessionError::MessageTooLarge { len: left, max };
+                        return self.end(stack, i, Some(e), now);
+                    }
+                }
+                Next::Known(total) => {
+                    st.want = total;
+                    if total > peekable(cap) || total > self.rx_area(total).len() {
+                        match self.assembly.take(total) {
+                            Some(buf) => self.slots[i].asm = Some(Assembly { buf, filled: 0 }),
+                            None => {
+                                // No pool room: wait as if paused, retried every poll.
+                                #[cfg(feature = "log")]
+                                log::debug!(
+                                    "session {}: no pool room to assemble {total} bytes; pausing",
+                                    self.slots[i].info.id.0
+                                );
+                                let st = &mut self.slots[i];
+                                if !st.paused {
+                                    st.paused = true;
+                                    self.paused += 1;
+                                    self.stats.paused += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            self.after_callback(stack, i, now);
+            if used == 0 && self.slots[i].asm.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Clears a pause if the protocol can take work again (and, for a pause waiting on the
+    /// assembly pool, always: the next pass asks the pool again).
+    fn unpause(&mut self, i: usize) -> bool {
+        let st = &mut self.slots[i];
+        let proto = self.endpoints[usize::from(st.endpoint)].proto.get_ref();
+        if proto.busy(Some(st.info.id)) {
+            return false;
+        }
+        st.paused = false;
+        self.paused -= 1;
+        true
+    }
+
+    /// Moves bytes of an oversized package into its assembly buffer; decodes it once whole.
+    /// Returns whether to go on reading.
+    fn assemble<D: Device>(
+        &mut self,
+        stack: &mut Stack<'_, D>,
+        i: usize,
+        a: Assembly,
+        now: Instant,
+    ) -> bool {
+        let Sock::Tcp(h) = self.slots[i].sock else {
+            return false;
+        };
+        let buf = self.assembly.get(a.buf);
+        let total = buf.len();
+        if a.filled < total {
+            match stack.tcp_read(h, &mut buf[a.filled..]) {
+                Ok(0) => {
+                    let e = SessionError::UnexpectedEof { buffered: a.filled };
+                    self.end(stack, i, Some(e), now);
+                    return false;
+                }
+                Ok(n) => {
+                    let st = &mut self.slots[i];
+                    st.asm = Some(Assembly {
+                        buf: a.buf,
+                        filled: a.filled + n,
+                    });
+                    st.info.stats.bytes_in += n as u64;
+                    st.info.stats.last_active = now;
+                    if a.filled + n < total {
+                        return true;
+                    }
+                }
+                Err(Error::WouldBlock) => return false,
+                Err(e) => {
+                    self.end(stack, i, Some(e.into()), now);
+                    return false;
+                }
+            }
+        }
+        // Whole: the buffer leaves the pool for the decode, so the session can write.
+        let mut pool = core::mem::replace(&mut self.assembly, BufPool::chunks(&mut [], 1));
+        let r = self.with_ctx(stack, i, now, |p, s| p.input(s, pool.get(a.buf)));
+        self.assembly = pool;
+        match r {
+            Ok(Input {
+                next: Next::Pause, ..
+            }) => {
+                let st = &mut self.slots[i];
+                if !st.paused && st.closing.is_none() {
+                    st.paused = true;
+                    self.paused += 1;
+                    self.stats.paused += 1;
+                }
+                self.after_callback(stack, i, now);
+                false
+            }
+            Ok(Input { used, .. }) if used == total => {
+                self.assembly.give(a.buf);
+                let st = &mut self.slots[i];
+                st.asm = None;
+                st.want = 0;
+                st.partial_since = None;
+                self.after_callback(stack, i, now);
+                true
+            }
+            Ok(_) => {
+                let e = SessionError::Codec(
+                    "the codec did not decode the package whose length it declared",
+                );
+                self.end(stack, i, Some(e), now);
+                false
+            }
+            Err(e) => {
+                self.end(stack, i, Some(e), now);
+                false
+            }
+        }
+    }
+
+    /// Hands queued output to the socket; a draining session closes once it is all out.
+    pub(super) fn flush<D: Device>(&mut self, stack: &mut Stack<'_, D>, i: usize, now: Instant) {
+        let st = &mut self.slots[i];
+        let (Some(p), Sock::Tcp(h)) = (st.pending, st.sock) else {
+            return;
+        };
+        let data = &self.pending.get(p.buf)[p.sent..];
+        let len = data.len();
+        let n = match stack.tcp_write(h, data) {
+            Ok(n) => n,
+            Err(Error::WouldBlock) => 0,
+            Err(e) => {
+                match st.phase {
+                    Phase::Draining => self.abandon(stack, i),
+                    _ => self.end(stack, i, Some(e.into()), now),
+                }
+                return;
+            }
+        };
+        if n > 0 {
+            st.tx_progress = now;
+        }
+        if n < len {
+            st.pending = Some(super::super::state::Pending {
+                buf: p.buf,
+                sent: p.sent + n,
+            });
+            return;
+        }
+        st.pending = None;
+        self.pending.give(p.buf);
+        if st.phase == Phase::Draining {
+            let _ = stack.tcp_close(h);
+            self.free(i);
+        } else {
+            self.read_tcp(stack, i, now);
+        }
+    }
+
+    /// Takes datagrams one by one; each is one input pass with the sender as the peer.
+    pub(super) fn read_udp<D: Device>(&mut self, stack: &mut Stack<'_, D>, i: usize, now: Instant) {
+        let Sock::Udp { h, connected } = self.slots[i].sock else {
+            return;
+        };
+        loop {
+            let st = &self.slots[i];
+            if st.phase != Phase::Open || st.closing.is_some() {
+                return;
+            }
+            if st.paused && !self.unpause(i) {
+                return;
+            }
+            let st = &self.slots[i];
+            if self.endpoints[usize::from(st.endpoint)]
+                .proto
+                .get_ref()
+                .busy(Some(st.info.id))
+            {
+                // Leave datagrams in the socket rather than take one that cannot be handled.
+                let st = &mut self.slots[i];
+                st.paused = true;
+                self.paused += 1;
+                self.stats.paused += 1;
+                return;
+            }
+            let area = self.rx_area(MAX_DATAGRAM);
+            let (n, meta) = match stack.udp_recv_from(h, area) {
+                Ok(x) => x,
+                Err(Error::WouldBlock) => return,
+                Err(e) => return self.end(stack, i, Some(e.into()), now),
+            };
+            let st = &mut self.slots[i];
+            if !connected {
+                st.info.peer = meta.remote;
+            }
+            st.info.stats.bytes_in += n as u64;
+            st.info.stats.last_active = now;
+            let mut rx = core::mem::replace(&mut self.rx, Area::Slice(&mut []));
+            let r = self.with_ctx(stack, i, now, |p, s| p.input(s, &rx.bytes()[..n]));
+            self.rx = rx;
+            match r {
+                Ok(Input { used, .. }) if used == n => {}
+                // A datagram is one unit: what the codec leaves of it is lost.
+                Ok(_) | Err(_) if !connected => {
+                    self.stats.udp_dropped += 1;
+                    #[cfg(feature = "log")]
+                    log::debug!(
+                        "UDP session {}: dropped a datagram of {n} bytes from {} ({r:?})",
+                        self.slots[i].info.id.0,
+                        meta.remote
+                    );
+                }
+                Ok(_) => {
+                    let e = SessionError::Codec("a datagram held an unfinished package");
+                    return self.end(stack, i, Some(e), now);
+                }
+                Err(e) => return self.end(stack, i, Some(e), now),
+            }
+            self.after_callback(stack, i, now);
+        }
+    }
+
+    /// Sessions paused on a full handler queue or pool try again.
+    pub(super) fn retry_paused<D: Device>(&mut self, stack: &mut Stack<'_, D>, now: Instant) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].paused && self.slots[i].phase == Phase::Open {
+                match self.slots[i].sock {
+                    Sock::Tcp(_) => self.read_tcp(stack, i, now),
+                    Sock::Udp { .. } => self.read_udp(stack, i, now),
+                }
+                self.rearm(stack, i, now);
+            }
+        }
+    }
+}
