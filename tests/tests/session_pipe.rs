@@ -4,9 +4,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ustack::session::codec::{LengthPrefixed, Lines};
+use ustack::session::codec::LengthPrefixed;
 use ustack::session::{
-    ClientOptions, Engine, EndpointStatus, EventListener, Limits, Reject, ServerOptions, Service,
+    ClientOptions, EndpointStatus, Engine, EventListener, Limits, Reject, ServerOptions, Service,
     Session, SessionError,
 };
 use ustack::smoltcp::time::{Duration, Instant};
@@ -37,7 +37,10 @@ type Shared = Rc<RefCell<Log>>;
 struct Echo(Shared);
 impl EventListener<Lp> for Echo {
     fn on_open(&mut self, s: &mut Session<'_, Lp>) -> Result<(), Reject> {
-        self.0.borrow_mut().events.push(format!("open {}", s.id().0));
+        self.0
+            .borrow_mut()
+            .events
+            .push(format!("open {}", s.id().0));
         Ok(())
     }
     fn on_message(&mut self, s: &mut Session<'_, Lp>, pkg: &[u8]) {
@@ -48,7 +51,10 @@ impl EventListener<Lp> for Echo {
         self.0.borrow_mut().events.push(format!("error {e:?}"));
     }
     fn on_close(&mut self, s: &mut Session<'_, Lp>) {
-        self.0.borrow_mut().events.push(format!("close {}", s.id().0));
+        self.0
+            .borrow_mut()
+            .events
+            .push(format!("close {}", s.id().0));
     }
 }
 
@@ -125,10 +131,23 @@ fn length_prefixed_echo_round_trips_small_and_oversized_packages_in_order() {
             now,
         )
         .unwrap();
-    let ok = run((&mut sa, &mut ea), (&mut sb, &mut eb), &mut now, Duration::from_secs(20), || {
-        client_log.borrow().msgs.len() == sizes.len()
-    });
-    assert!(ok, "echoes: {:?}", client_log.borrow().msgs.iter().map(Vec::len).collect::<Vec<_>>());
+    let ok = run(
+        (&mut sa, &mut ea),
+        (&mut sb, &mut eb),
+        &mut now,
+        Duration::from_secs(20),
+        || client_log.borrow().msgs.len() == sizes.len(),
+    );
+    assert!(
+        ok,
+        "echoes: {:?}",
+        client_log
+            .borrow()
+            .msgs
+            .iter()
+            .map(Vec::len)
+            .collect::<Vec<_>>()
+    );
     let got = client_log.borrow();
     for (k, (m, &n)) in got.msgs.iter().zip(&sizes).enumerate() {
         let want: Vec<u8> = (0..n).map(|i| (i * 7 + k) as u8).collect();
@@ -138,4 +157,563 @@ fn length_prefixed_echo_round_trips_small_and_oversized_packages_in_order() {
     assert_eq!(ea.held_bytes(), 0, "no session holds a buffer once idle");
     assert_eq!(eb.held_bytes(), 0);
     assert_eq!(server_log.borrow().events, vec!["open 1".to_string()]);
+}
+
+/// Records every package and every callback with the time it ran.
+struct Recorder {
+    log: Shared,
+    times: Rc<RefCell<Vec<(String, Instant)>>>,
+    limits: Limits,
+}
+
+impl Recorder {
+    fn note(&self, what: String, at: Instant) {
+        self.times.borrow_mut().push((what, at));
+    }
+}
+
+impl EventListener<Lp> for Recorder {
+    fn on_open(&mut self, s: &mut Session<'_, Lp>) -> Result<(), Reject> {
+        let l = self.limits;
+        s.set_cron_period(l.cron_period);
+        s.set_idle_timeout(l.idle_timeout);
+        s.set_read_timeout(l.read_timeout);
+        s.set_write_timeout(l.write_timeout);
+        s.set_max_msg_len(l.max_msg_len);
+        self.note("open".into(), s.now());
+        Ok(())
+    }
+    fn on_message(&mut self, s: &mut Session<'_, Lp>, pkg: &[u8]) {
+        self.log.borrow_mut().msgs.push(pkg.to_vec());
+        self.note("message".into(), s.now());
+    }
+    fn on_cron(&mut self, s: &mut Session<'_, Lp>) {
+        self.note("cron".into(), s.now());
+    }
+    fn on_error(&mut self, s: &mut Session<'_, Lp>, e: &SessionError) {
+        self.note(format!("error {e:?}"), s.now());
+    }
+    fn on_close(&mut self, s: &mut Session<'_, Lp>) {
+        self.note("close".into(), s.now());
+    }
+}
+
+type Times = Rc<RefCell<Vec<(String, Instant)>>>;
+
+/// A server engine on stack A (port 9000, `Recorder` with `limits`) and a plain socket
+/// client on stack B; `script` drives the client, `until` says when to stop.
+fn server_with_raw_client(
+    limits: Limits,
+    limit: Duration,
+    mut script: impl FnMut(&mut Stack<'_, Dev<'_>>, ustack::TcpHandle, Instant),
+    mut until: impl FnMut(&Shared, &Times) -> bool,
+) -> (Shared, Times) {
+    let link = PipeLink::<64, 1514>::new();
+    let (da, db) = link.split();
+    let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
+    let mut now = Instant::ZERO;
+    let mut ea = Engine::new(&sa, now);
+    let (log, times) = (Shared::default(), Times::default());
+    let rec = Recorder {
+        log: log.clone(),
+        times: times.clone(),
+        limits,
+    };
+    ea.tcp_server(
+        &mut sa,
+        9000,
+        ServerOptions::default(),
+        Service::new(Lp::U32_BE, rec),
+    )
+    .unwrap();
+    let c = sb.connect("10.9.0.1:9000".parse().unwrap()).unwrap();
+    let end = now + limit;
+    while now < end {
+        ea.poll(&mut sa, now);
+        sb.poll(now);
+        while sb.next_event().is_some() {}
+        if sb.tcp_connected(c) == Ok(true) {
+            script(&mut sb, c, now);
+        }
+        if until(&log, &times) {
+            break;
+        }
+        now += Duration::from_millis(1);
+    }
+    (log, times)
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+fn has(times: &Times, what: &str) -> bool {
+    times.borrow().iter().any(|(w, _)| w == what)
+}
+
+#[test]
+fn packages_split_at_every_byte_or_merged_decode_to_the_same_sequence() {
+    let bodies: Vec<Vec<u8>> = [0usize, 1, 2, 3, 4, 5, 300, 1500, 4000]
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| (i + k * 31) as u8).collect())
+        .collect();
+    // One byte per segment puts a segment boundary at every byte (on the short packages,
+    // to keep one-byte round trips few); one write merges all packages into as few
+    // segments as fit; 7-byte and 1000-byte writes cut everywhere in between.
+    for (chunk, n) in [(1usize, 7), (7, 9), (1000, 9), (usize::MAX, 9)] {
+        let want = &bodies[..n];
+        let stream: Vec<u8> = want.iter().flat_map(|b| frame(b)).collect();
+        let mut sent = 0;
+        let (log, _) = server_with_raw_client(
+            Limits::default(),
+            Duration::from_secs(30),
+            |s, c, _| {
+                if sent < stream.len() && s.tcp_send_queue(c) == Ok(0) {
+                    let end = sent.saturating_add(chunk).min(stream.len());
+                    sent += s.tcp_write(c, &stream[sent..end]).unwrap();
+                }
+            },
+            |log, _| log.borrow().msgs.len() == n,
+        );
+        let got = &log.borrow().msgs;
+        let lens = |v: &[Vec<u8>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lens(got), lens(want), "chunks of {chunk} bytes");
+        assert!(got == want, "chunks of {chunk} bytes: contents differ");
+    }
+}
+
+#[test]
+fn cron_runs_every_period_within_one_tick() {
+    let limits = Limits {
+        cron_period: Some(Duration::from_millis(100)),
+        ..Limits::default()
+    };
+    let (_, times) = server_with_raw_client(
+        limits,
+        Duration::from_secs(5),
+        |_, _, _| {},
+        |_, t| t.borrow().iter().filter(|(w, _)| w == "cron").count() >= 10,
+    );
+    let t = times.borrow();
+    let open = t.iter().find(|(w, _)| w == "open").expect("opened").1;
+    let crons: Vec<Instant> = t.iter().filter(|(w, _)| w == "cron").map(|x| x.1).collect();
+    assert_eq!(crons.len(), 10);
+    let tick = ustack::session::timer::DEFAULT_TICK;
+    for (k, at) in crons.iter().enumerate() {
+        let due = open + Duration::from_millis(100 * (k as u64 + 1));
+        // The simulated clock steps 1 ms, so "at most one tick late" is exact here.
+        assert!(
+            *at >= due && *at <= due + tick,
+            "cron {k} at {at}, due {due}"
+        );
+    }
+}
+
+#[test]
+fn idle_timeout_closes_a_silent_session_with_idle_timeout() {
+    let limits = Limits {
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let (_, times) = server_with_raw_client(
+        limits,
+        Duration::from_secs(5),
+        |_, _, _| {},
+        |_, t| has(t, "close"),
+    );
+    let t = times.borrow();
+    let names: Vec<&str> = t.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(names, ["open", "error IdleTimeout", "close"]);
+    let idle = t[1].1 - t[0].1;
+    assert!(
+        idle >= Duration::from_millis(300) && idle <= Duration::from_millis(311),
+        "{idle}"
+    );
+}
+
+#[test]
+fn read_timeout_closes_a_sender_that_stalls_mid_package_but_not_one_between_packages() {
+    let limits = Limits {
+        read_timeout: Some(Duration::from_millis(200)),
+        ..Limits::default()
+    };
+    // A whole package, then half of the next one, then silence.
+    let mut bytes = frame(b"whole");
+    bytes.extend_from_slice(&frame(&[7u8; 100])[..50]);
+    let mut sent = false;
+    let mut first_send = None;
+    let (log, times) = server_with_raw_client(
+        limits,
+        Duration::from_secs(5),
+        |s, c, now| {
+            if !sent {
+                assert_eq!(s.tcp_write(c, &bytes).unwrap(), bytes.len());
+                sent = true;
+                first_send = Some(now);
+            }
+        },
+        |_, t| has(t, "close"),
+    );
+    assert_eq!(log.borrow().msgs, vec![b"whole".to_vec()]);
+    let t = times.borrow();
+    let names: Vec<&str> = t.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(names, ["open", "message", "error ReadTimeout", "close"]);
+    let stalled = t[2].1 - t[1].1;
+    assert!(
+        stalled >= Duration::from_millis(200) && stalled <= Duration::from_millis(211),
+        "{stalled}"
+    );
+}
+
+#[test]
+fn write_timeout_closes_a_session_whose_peer_stops_reading() {
+    struct Flood(Times);
+    impl EventListener<Lp> for Flood {
+        fn on_open(&mut self, s: &mut Session<'_, Lp>) -> Result<(), Reject> {
+            s.set_write_timeout(Some(Duration::from_millis(250)));
+            // 512 KiB: more than the peer's receive buffer plus our transmit buffer.
+            let body = [0x55u8; 1024];
+            for _ in 0..512 {
+                s.write_pkg(&&body[..])
+                    .expect("queued within max_write_queue");
+            }
+            Ok(())
+        }
+        fn on_message(&mut self, _: &mut Session<'_, Lp>, _: &[u8]) {}
+        fn on_error(&mut self, s: &mut Session<'_, Lp>, e: &SessionError) {
+            self.0.borrow_mut().push((format!("error {e:?}"), s.now()));
+        }
+        fn on_close(&mut self, s: &mut Session<'_, Lp>) {
+            self.0.borrow_mut().push(("close".into(), s.now()));
+        }
+    }
+    let link = PipeLink::<64, 1514>::new();
+    let (da, db) = link.split();
+    let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
+    let mut now = Instant::ZERO;
+    let mut ea = Engine::new(&sa, now);
+    let times = Times::default();
+    ea.tcp_server(
+        &mut sa,
+        9000,
+        ServerOptions::default(),
+        Service::new(Lp::U32_BE, Flood(times.clone())),
+    )
+    .unwrap();
+    // The client never reads: its window closes and the server's output stops draining.
+    let _c = sb.connect("10.9.0.1:9000".parse().unwrap()).unwrap();
+    let end = now + Duration::from_secs(10);
+    while now < end && !has(&times, "close") {
+        ea.poll(&mut sa, now);
+        sb.poll(now);
+        while sb.next_event().is_some() {}
+        now += Duration::from_millis(1);
+    }
+    let t = times.borrow();
+    let names: Vec<&str> = t.iter().map(|(w, _)| w.as_str()).collect();
+    assert_eq!(names, ["error WriteTimeout", "close"]);
+    assert_eq!(ea.held_bytes(), 0, "the queued output was given back");
+}
+
+#[test]
+fn close_callbacks_and_attributes_run_and_drop_in_order() {
+    struct Attrs(Rc<RefCell<Vec<String>>>);
+    impl EventListener<Lp> for Attrs {
+        fn on_open(&mut self, s: &mut Session<'_, Lp>) -> Result<(), Reject> {
+            assert_eq!(s.set_attr(7u32), None);
+            assert_eq!(s.set_attr(8u32), Some(7));
+            assert_eq!(s.set_attr(String::from("name")), None);
+            *s.attr_mut::<u32>().unwrap() += 1;
+            let (a, b) = (self.0.clone(), self.0.clone());
+            s.add_close_callback(move |i| a.borrow_mut().push(format!("cb1 {}", i.id.0)));
+            s.add_close_callback(move |i| b.borrow_mut().push(format!("cb2 {}", i.stats.pkgs_in)));
+            Ok(())
+        }
+        fn on_message(&mut self, s: &mut Session<'_, Lp>, pkg: &[u8]) {
+            assert_eq!(s.attr::<u32>(), Some(&9));
+            assert_eq!(s.attr::<String>().map(String::as_str), Some("name"));
+            assert_eq!(s.attr::<u64>(), None);
+            if pkg == b"bye" {
+                s.write_pkg(&&b"late"[..]).unwrap();
+                s.close();
+                assert!(s.is_closing());
+                assert_eq!(
+                    s.write_pkg(&&b"too late"[..]),
+                    Err(SessionError::Socket(ustack::Error::Closed)),
+                    "nothing is written after close()"
+                );
+            }
+        }
+        fn on_close(&mut self, s: &mut Session<'_, Lp>) {
+            assert_eq!(s.remove_attr::<String>().as_deref(), Some("name"));
+            self.0.borrow_mut().push("on_close".into());
+        }
+    }
+    let events = Rc::new(RefCell::new(Vec::new()));
+    let link = PipeLink::<64, 1514>::new();
+    let (da, db) = link.split();
+    let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
+    let mut now = Instant::ZERO;
+    let mut ea = Engine::new(&sa, now);
+    ea.tcp_server(
+        &mut sa,
+        9000,
+        ServerOptions::default(),
+        Service::new(Lp::U32_BE, Attrs(events.clone())),
+    )
+    .unwrap();
+    let c = sb.connect("10.9.0.1:9000".parse().unwrap()).unwrap();
+    let mut sent = false;
+    let mut got = Vec::new();
+    let end = now + Duration::from_secs(5);
+    let mut eof = false;
+    while now < end && !eof {
+        ea.poll(&mut sa, now);
+        sb.poll(now);
+        while sb.next_event().is_some() {}
+        if !sent && sb.tcp_connected(c) == Ok(true) {
+            let mut b = frame(b"hi");
+            b.extend(frame(b"bye"));
+            sb.tcp_write(c, &b).unwrap();
+            sent = true;
+        }
+        let mut buf = [0u8; 64];
+        match sb.tcp_read(c, &mut buf) {
+            Ok(0) => eof = true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        now += Duration::from_millis(1);
+    }
+    assert!(eof, "the client sees the server's FIN");
+    assert_eq!(
+        got,
+        frame(b"late"),
+        "output queued before close() is delivered"
+    );
+    assert_eq!(*events.borrow(), ["on_close", "cb1 1", "cb2 2"]);
+}
+
+/// Polls both engines in 1 ms steps until `done` or the limit.
+fn drive(
+    a: &mut (Stack<'_, Dev<'_>>, Engine<'_>),
+    b: &mut (Stack<'_, Dev<'_>>, Engine<'_>),
+    now: &mut Instant,
+    limit: Duration,
+    mut done: impl FnMut(&Engine<'_>, &Engine<'_>) -> bool,
+) -> bool {
+    let end = *now + limit;
+    while *now < end {
+        a.1.poll(&mut a.0, *now);
+        b.1.poll(&mut b.0, *now);
+        if done(&a.1, &b.1) {
+            return true;
+        }
+        *now += Duration::from_millis(1);
+    }
+    false
+}
+
+fn sessions_of(e: &Engine<'_>, id: ustack::session::EndpointId) -> usize {
+    match e.status(id) {
+        EndpointStatus::Client { sessions, .. } => sessions,
+        s => panic!("not a client: {s:?}"),
+    }
+}
+
+#[test]
+fn client_reconnects_within_the_backoff_bound_after_the_server_restarts() {
+    let link = PipeLink::<64, 1514>::new();
+    let (da, db) = link.split();
+    let mut now = Instant::ZERO;
+    let sa = stack(da, 1);
+    let ea = Engine::new(&sa, now);
+    let mut a = (sa, ea);
+    let sb = stack(db, 2);
+    let eb = Engine::new(&sb, now);
+    let mut b = (sb, eb);
+    let server_log = Shared::default();
+    let echo = || Service::new(Lp::U32_BE, Echo(server_log.clone()));
+    let server =
+        a.1.tcp_server(&mut a.0, 9000, ServerOptions::default(), echo())
+            .unwrap();
+    let backoff = ustack::session::Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(800),
+    };
+    let opts = ClientOptions {
+        connections: 2,
+        backoff,
+        ..ClientOptions::default()
+    };
+    let client_log = Shared::default();
+    let sender = Sender {
+        log: client_log.clone(),
+        sizes: vec![3],
+    };
+    let client =
+        b.1.tcp_client(
+            "10.9.0.1:9000".parse().unwrap(),
+            opts,
+            Service::new(Lp::U32_BE, sender),
+            now,
+        )
+        .unwrap();
+    assert!(drive(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(2),
+        |_, e| { sessions_of(e, client) == 2 && client_log.borrow().msgs.len() == 2 }
+    ));
+    // The server goes away: both sessions end, and every retry meets a reset.
+    a.1.close_endpoint(&mut a.0, server, now);
+    assert!(drive(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        |_, e| sessions_of(e, client) == 0
+    ));
+    drive(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_millis(2500),
+        |_, _| false,
+    );
+    let EndpointStatus::Client {
+        attempts, retry_at, ..
+    } = b.1.status(client)
+    else {
+        panic!("client status")
+    };
+    // Delays 100, 200, 400, 800, 800 ms: at least four failed rounds in 2.5 s.
+    assert!(
+        attempts >= 4,
+        "only {attempts} failed attempts while the server was down"
+    );
+    let retry = retry_at.expect("a retry is scheduled");
+    assert!(
+        retry <= now + backoff.max,
+        "next retry at {retry}, now {now}"
+    );
+    // Back up: both sessions return within one maximal backoff step (plus a handshake).
+    let restart = now;
+    a.1.tcp_server(&mut a.0, 9000, ServerOptions::default(), echo())
+        .unwrap();
+    assert!(drive(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(3),
+        |_, e| sessions_of(e, client) == 2
+    ));
+    let took = now - restart;
+    assert!(
+        took <= backoff.max + Duration::from_millis(50),
+        "reconnected after {took}"
+    );
+    assert!(matches!(
+        b.1.status(client),
+        EndpointStatus::Client { attempts: 0, .. }
+    ));
+    // Each of the four sessions (two before, two after) sent one package and got it back.
+    assert!(drive(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        |_, _| client_log.borrow().msgs.len() == 4
+    ));
+    assert!(client_log.borrow().msgs.iter().all(|m| m == &[0u8, 7, 14]));
+}
+
+#[test]
+fn client_gives_up_after_max_attempts_and_on_open_refusal_backs_off_too() {
+    struct Refuse;
+    impl EventListener<Lp> for Refuse {
+        fn on_open(&mut self, _: &mut Session<'_, Lp>) -> Result<(), Reject> {
+            Err(Reject("not today"))
+        }
+        fn on_message(&mut self, _: &mut Session<'_, Lp>, _: &[u8]) {}
+    }
+    let link = PipeLink::<64, 1514>::new();
+    let (da, db) = link.split();
+    let mut now = Instant::ZERO;
+    let sa = stack(da, 1);
+    let ea = Engine::new(&sa, now);
+    let mut a = (sa, ea);
+    let sb = stack(db, 2);
+    let eb = Engine::new(&sb, now);
+    let mut b = (sb, eb);
+    a.1.tcp_server(
+        &mut a.0,
+        9000,
+        ServerOptions::default(),
+        Service::new(Lp::U32_BE, Echo(Shared::default())),
+    )
+    .unwrap();
+    let opts = ClientOptions {
+        max_attempts: Some(3),
+        backoff: ustack::session::Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+        },
+        ..ClientOptions::default()
+    };
+    // Nothing listens on 9001: three resets, then the client stops and says why.
+    let refused =
+        b.1.tcp_client(
+            "10.9.0.1:9001".parse().unwrap(),
+            opts,
+            Service::new(Lp::U32_BE, Refuse),
+            now,
+        )
+        .unwrap();
+    // A server that accepts, but the client's own on_open refuses: no hot loop (Getty #121).
+    let picky =
+        b.1.tcp_client(
+            "10.9.0.1:9000".parse().unwrap(),
+            opts,
+            Service::new(Lp::U32_BE, Refuse),
+            now,
+        )
+        .unwrap();
+    let gave_up = |e: &Engine<'_>, id| matches!(e.status(id), EndpointStatus::GaveUp { .. });
+    assert!(drive(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        |_, e| gave_up(e, refused) && gave_up(e, picky)
+    ));
+    assert_eq!(
+        b.1.status(refused),
+        EndpointStatus::GaveUp {
+            attempts: 3,
+            last_error: ustack::Error::ConnectionRefused
+        }
+    );
+    assert_eq!(
+        b.1.status(picky),
+        EndpointStatus::GaveUp {
+            attempts: 3,
+            last_error: ustack::Error::InvalidInput("on_open refused the session")
+        }
+    );
+    assert_eq!(b.1.stats().rejected, 3);
+    // Stopped means stopped: no more attempts.
+    drive(&mut a, &mut b, &mut now, Duration::from_secs(3), |_, _| {
+        false
+    });
+    assert_eq!(b.1.stats().rejected, 3);
+    assert_eq!(
+        a.1.stats().opened,
+        3,
+        "the server saw exactly the three refused attempts"
+    );
 }

@@ -97,7 +97,7 @@ impl<'x> Ctx<'x> {
         }
     }
 
-    fn info_mut(&mut self) -> &mut SessionInfo {
+    pub(crate) fn info_mut(&mut self) -> &mut SessionInfo {
         match &mut self.inner {
             Inner::Local { st, .. } => &mut st.info,
             #[cfg(feature = "std")]

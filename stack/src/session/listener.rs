@@ -159,7 +159,9 @@ where
                         "the codec reported a package of an impossible length",
                     ));
                 }
+                s.info_mut().stats.pkgs_in += 1;
                 if !each(s, pkg, &rest[..n]) {
+                    s.info_mut().stats.pkgs_in -= 1;
                     return Ok(Input {
                         used,
                         next: Next::Pause,

@@ -295,7 +295,7 @@ impl<'a> Engine<'a> {
                 }
             }
             if let Role::Client(c) = &mut e.role {
-                c.failed(Error::ConnectionRefused, now);
+                c.failed(Error::InvalidInput("on_open refused the session"), now);
             }
             self.free(i);
             return false;
