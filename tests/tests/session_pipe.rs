@@ -717,3 +717,85 @@ fn client_gives_up_after_max_attempts_and_on_open_refusal_backs_off_too() {
         "the server saw exactly the three refused attempts"
     );
 }
+
+#[test]
+fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
+    use ustack::session::timer::TimerEntry;
+    use ustack::session::{EngineStorage, Protocol, SessionSlot};
+    use ustack::StaticStorage;
+
+    // Declared first: the engine borrows the protocol for its whole life.
+    let log = Shared::default();
+    let mut echo = Service::new(Lp::U16_LE, Echo(log.clone()));
+    let link = PipeLink::<64, 1514>::new();
+    let (da, db) = link.split();
+    let mut now = Instant::ZERO;
+    // Server: 4 socket slots, 2 TCP sockets with 2 KiB buffers, all lent.
+    let mut storage: StaticStorage<'_, 4> = StaticStorage::new();
+    let config = Config::new([2, 0, 0, 0, 0, 1], "10.9.0.1/24".parse().unwrap());
+    let mut sa = Stack::with_storage(config, da, storage.storage(), now).unwrap();
+    let mut bufs = [[0u8; 2048]; 4];
+    let [b0, b1, b2, b3] = &mut bufs;
+    sa.add_tcp_socket(b0, b1).unwrap();
+    sa.add_tcp_socket(b2, b3).unwrap();
+    let mut sessions = [SessionSlot::EMPTY; 4];
+    let mut timers = [TimerEntry::EMPTY; 4];
+    let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
+    let (mut assembly, mut pending) = ([0u8; 4096], [0u8; 4096]);
+    let mut ea = Engine::with_storage(
+        &sa,
+        EngineStorage {
+            sessions: &mut sessions,
+            timers: &mut timers,
+            rx: &mut rx,
+            tx: &mut tx,
+            assembly: &mut assembly,
+            pending: &mut pending,
+            chunk: 2048,
+        },
+        now,
+    )
+    .unwrap();
+    let proto: &mut dyn Protocol = &mut echo;
+    ea.tcp_server(
+        &mut sa,
+        7,
+        ServerOptions {
+            backlog: 1,
+            ..ServerOptions::default()
+        },
+        proto,
+    )
+    .unwrap();
+    // Client: an ordinary heap stack with a raw socket.
+    let mut sb = stack(db, 2);
+    let c = sb.connect("10.9.0.1:7".parse().unwrap()).unwrap();
+    // 1000 bytes decode in place (under half the 2 KiB buffer); 1500 are assembled in a
+    // pool chunk.
+    let mut out = Vec::new();
+    for n in [5usize, 1000, 1500] {
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.extend((0..n).map(|i| i as u8));
+    }
+    let (mut sent, mut got) = (0, Vec::new());
+    let end = now + Duration::from_secs(10);
+    while now < end && got.len() < out.len() {
+        ea.poll(&mut sa, now);
+        sb.poll(now);
+        while sb.next_event().is_some() {}
+        if sb.tcp_connected(c) == Ok(true) && sent < out.len() {
+            sent += sb.tcp_write(c, &out[sent..]).unwrap_or(0);
+        }
+        let mut buf = [0u8; 4096];
+        if let Ok(n) = sb.tcp_read(c, &mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        now += Duration::from_millis(1);
+    }
+    assert!(got == out, "echoed {} of {} bytes", got.len(), out.len());
+    assert_eq!(
+        log.borrow().msgs.iter().map(Vec::len).collect::<Vec<_>>(),
+        [5, 1000, 1500]
+    );
+    assert_eq!(ea.held_bytes(), 0);
+}
