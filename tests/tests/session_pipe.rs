@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use ustack::session::codec::LengthPrefixed;
 use ustack::session::{
-    ClientOptions, EndpointStatus, Engine, EventListener, Limits, Reject, ServerOptions, Service,
-    Session, SessionError,
+    ClientOptions, EndpointStatus, Engine, EventListener, Limits, ProtocolRef, Reject,
+    ServerOptions, Service, Session, SessionError,
 };
 use ustack::smoltcp::time::{Duration, Instant};
 use ustack::{Config, Stack};
@@ -200,32 +200,21 @@ impl EventListener<Lp> for Recorder {
 
 type Times = Rc<RefCell<Vec<(String, Instant)>>>;
 
-/// A server engine on stack A (port 9000, `Recorder` with `limits`) and a plain socket
-/// client on stack B; `script` drives the client, `until` says when to stop.
-fn server_with_raw_client(
-    limits: Limits,
+/// A server engine on stack A (port 9000) running `proto`, and a plain socket client on
+/// stack B; `script` drives the client once connected, until `until` or `limit`.
+fn server_with_raw_client<'p>(
+    proto: impl Into<ProtocolRef<'p>>,
     limit: Duration,
     mut script: impl FnMut(&mut Stack<'_, Dev<'_>>, ustack::TcpHandle, Instant),
-    mut until: impl FnMut(&Shared, &Times) -> bool,
-) -> (Shared, Times) {
+    mut until: impl FnMut() -> bool,
+) -> Engine<'p> {
     let link = PipeLink::<64, 1514>::new();
     let (da, db) = link.split();
     let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
     let mut now = Instant::ZERO;
     let mut ea = Engine::new(&sa, now);
-    let (log, times) = (Shared::default(), Times::default());
-    let rec = Recorder {
-        log: log.clone(),
-        times: times.clone(),
-        limits,
-    };
-    ea.tcp_server(
-        &mut sa,
-        9000,
-        ServerOptions::default(),
-        Service::new(Lp::U32_BE, rec),
-    )
-    .unwrap();
+    ea.tcp_server(&mut sa, 9000, ServerOptions::default(), proto)
+        .unwrap();
     let c = sb.connect("10.9.0.1:9000".parse().unwrap()).unwrap();
     let end = now + limit;
     while now < end {
@@ -235,11 +224,31 @@ fn server_with_raw_client(
         if sb.tcp_connected(c) == Ok(true) {
             script(&mut sb, c, now);
         }
-        if until(&log, &times) {
+        if until() {
             break;
         }
         now += Duration::from_millis(1);
     }
+    ea
+}
+
+/// [`server_with_raw_client`] with a [`Recorder`] that applies `limits` in `on_open`.
+fn recorded(
+    limits: Limits,
+    limit: Duration,
+    script: impl FnMut(&mut Stack<'_, Dev<'_>>, ustack::TcpHandle, Instant),
+    mut until: impl FnMut(&Shared, &Times) -> bool,
+) -> (Shared, Times) {
+    let (log, times) = (Shared::default(), Times::default());
+    let rec = Recorder {
+        log: log.clone(),
+        times: times.clone(),
+        limits,
+    };
+    let (l, t) = (log.clone(), times.clone());
+    server_with_raw_client(Service::new(Lp::U32_BE, rec), limit, script, || {
+        until(&l, &t)
+    });
     (log, times)
 }
 
@@ -267,7 +276,7 @@ fn packages_split_at_every_byte_or_merged_decode_to_the_same_sequence() {
         let want = &bodies[..n];
         let stream: Vec<u8> = want.iter().flat_map(|b| frame(b)).collect();
         let mut sent = 0;
-        let (log, _) = server_with_raw_client(
+        let (log, _) = recorded(
             Limits::default(),
             Duration::from_secs(30),
             |s, c, _| {
@@ -291,7 +300,7 @@ fn cron_runs_every_period_within_one_tick() {
         cron_period: Some(Duration::from_millis(100)),
         ..Limits::default()
     };
-    let (_, times) = server_with_raw_client(
+    let (_, times) = recorded(
         limits,
         Duration::from_secs(5),
         |_, _, _| {},
@@ -318,7 +327,7 @@ fn idle_timeout_closes_a_silent_session_with_idle_timeout() {
         idle_timeout: Some(Duration::from_millis(300)),
         ..Limits::default()
     };
-    let (_, times) = server_with_raw_client(
+    let (_, times) = recorded(
         limits,
         Duration::from_secs(5),
         |_, _, _| {},
@@ -345,7 +354,7 @@ fn read_timeout_closes_a_sender_that_stalls_mid_package_but_not_one_between_pack
     bytes.extend_from_slice(&frame(&[7u8; 100])[..50]);
     let mut sent = false;
     let mut first_send = None;
-    let (log, times) = server_with_raw_client(
+    let (log, times) = recorded(
         limits,
         Duration::from_secs(5),
         |s, c, now| {
@@ -390,28 +399,14 @@ fn write_timeout_closes_a_session_whose_peer_stops_reading() {
             self.0.borrow_mut().push(("close".into(), s.now()));
         }
     }
-    let link = PipeLink::<64, 1514>::new();
-    let (da, db) = link.split();
-    let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
-    let mut now = Instant::ZERO;
-    let mut ea = Engine::new(&sa, now);
     let times = Times::default();
-    ea.tcp_server(
-        &mut sa,
-        9000,
-        ServerOptions::default(),
-        Service::new(Lp::U32_BE, Flood(times.clone())),
-    )
-    .unwrap();
     // The client never reads: its window closes and the server's output stops draining.
-    let _c = sb.connect("10.9.0.1:9000".parse().unwrap()).unwrap();
-    let end = now + Duration::from_secs(10);
-    while now < end && !has(&times, "close") {
-        ea.poll(&mut sa, now);
-        sb.poll(now);
-        while sb.next_event().is_some() {}
-        now += Duration::from_millis(1);
-    }
+    let ea = server_with_raw_client(
+        Service::new(Lp::U32_BE, Flood(times.clone())),
+        Duration::from_secs(10),
+        |_, _, _| {},
+        || has(&times, "close"),
+    );
     let t = times.borrow();
     let names: Vec<&str> = t.iter().map(|(w, _)| w.as_str()).collect();
     assert_eq!(names, ["error WriteTimeout", "close"]);
@@ -453,42 +448,29 @@ fn close_callbacks_and_attributes_run_and_drop_in_order() {
         }
     }
     let events = Rc::new(RefCell::new(Vec::new()));
-    let link = PipeLink::<64, 1514>::new();
-    let (da, db) = link.split();
-    let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
-    let mut now = Instant::ZERO;
-    let mut ea = Engine::new(&sa, now);
-    ea.tcp_server(
-        &mut sa,
-        9000,
-        ServerOptions::default(),
+    let (mut sent, mut got) = (false, Vec::new());
+    let eof_seen = Rc::new(RefCell::new(false));
+    let seen = eof_seen.clone();
+    server_with_raw_client(
         Service::new(Lp::U32_BE, Attrs(events.clone())),
-    )
-    .unwrap();
-    let c = sb.connect("10.9.0.1:9000".parse().unwrap()).unwrap();
-    let mut sent = false;
-    let mut got = Vec::new();
-    let end = now + Duration::from_secs(5);
-    let mut eof = false;
-    while now < end && !eof {
-        ea.poll(&mut sa, now);
-        sb.poll(now);
-        while sb.next_event().is_some() {}
-        if !sent && sb.tcp_connected(c) == Ok(true) {
-            let mut b = frame(b"hi");
-            b.extend(frame(b"bye"));
-            sb.tcp_write(c, &b).unwrap();
-            sent = true;
-        }
-        let mut buf = [0u8; 64];
-        match sb.tcp_read(c, &mut buf) {
-            Ok(0) => eof = true,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-        now += Duration::from_millis(1);
-    }
-    assert!(eof, "the client sees the server's FIN");
+        Duration::from_secs(5),
+        |s, c, _| {
+            if !sent {
+                let mut b = frame(b"hi");
+                b.extend(frame(b"bye"));
+                s.tcp_write(c, &b).unwrap();
+                sent = true;
+            }
+            let mut buf = [0u8; 64];
+            match s.tcp_read(c, &mut buf) {
+                Ok(0) => *seen.borrow_mut() = true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        },
+        || *eof_seen.borrow(),
+    );
+    assert!(*eof_seen.borrow(), "the client sees the server's FIN");
     assert_eq!(
         got,
         frame(b"late"),

@@ -253,6 +253,31 @@ impl<'x> Ctx<'x> {
     /// Writes several slices as one piece (one datagram on UDP), whole or not at all.
     pub fn write_vectored(&mut self, parts: &[&[u8]]) -> Result<(), SessionError> {
         match &mut self.inner {
+            // A stream takes the slices as they are.
+            Inner::Local {
+                st,
+                io,
+                pool,
+                now,
+                ..
+            } if matches!(st.sock, Sock::Tcp(_)) || parts.len() < 2 => {
+                put(st, *io, *pool, *now, parts, 0)
+            }
+            _ => self.write_with(0, |sink| {
+                parts.iter().try_for_each(|p| sink.put(p))?;
+                Ok(())
+            }),
+        }
+    }
+
+    /// Fills the encode area with `fill`, then writes it as one piece counting `pkgs`
+    /// packages (on a worker, queues it to the stack thread).
+    pub(crate) fn write_with(
+        &mut self,
+        pkgs: u64,
+        fill: impl FnOnce(&mut dyn Sink) -> Result<(), SessionError>,
+    ) -> Result<(), SessionError> {
+        match &mut self.inner {
             Inner::Local {
                 st,
                 io,
@@ -261,20 +286,15 @@ impl<'x> Ctx<'x> {
                 now,
                 ..
             } => {
-                if parts.len() > 1 && matches!(st.sock, Sock::Udp { .. }) {
-                    sink.clear();
-                    for p in parts {
-                        sink.put(p).map_err(SessionError::from)?;
-                    }
-                    return put(st, *io, *pool, *now, &[sink.filled()], 0);
-                }
-                put(st, *io, *pool, *now, parts, 0)
+                sink.clear();
+                fill(*sink)?;
+                put(st, *io, *pool, *now, &[sink.filled()], pkgs)
             }
             #[cfg(feature = "std")]
             Inner::Remote { handle, out, .. } => {
                 out.clear();
-                parts.iter().for_each(|p| out.extend_from_slice(p));
-                handle.write_bytes(core::mem::take(*out), 0)
+                fill(*out)?;
+                handle.write_bytes(core::mem::take(*out), pkgs)
             }
         }
     }
@@ -433,26 +453,9 @@ where
 
     /// Encodes `pkg` and writes it, whole or not at all.
     pub fn write_pkg(&mut self, pkg: &C::Pkg<'_>) -> Result<(), SessionError> {
-        match &mut self.ctx.inner {
-            Inner::Local {
-                st,
-                io,
-                sink,
-                pool,
-                now,
-                ..
-            } => {
-                sink.clear();
-                self.codec.encode(pkg, *sink).map_err(Into::into)?;
-                put(st, *io, *pool, *now, &[sink.filled()], 1)
-            }
-            #[cfg(feature = "std")]
-            Inner::Remote { handle, out, .. } => {
-                out.clear();
-                self.codec.encode(pkg, *out).map_err(Into::into)?;
-                handle.write_bytes(core::mem::take(*out), 1)
-            }
-        }
+        let codec = &mut *self.codec;
+        self.ctx
+            .write_with(1, |sink| codec.encode(pkg, sink).map_err(Into::into))
     }
 
     /// The codec.

@@ -123,6 +123,11 @@ impl<C, L> Service<C, L> {
     pub fn listener(&mut self) -> &mut L {
         &mut self.listener
     }
+
+    /// The codec prototype.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
 }
 
 /// Decodes packages from `buf` until it runs out, calling `each` on every one; the part of

@@ -8,7 +8,7 @@ use super::codec::{Codec, Decoded};
 use super::ctx::{Ctx, Inner, Session};
 use super::handle::SessionHandle;
 use super::info::{SessionId, SessionInfo};
-use super::listener::{decode_all, EventListener, Input, Protocol};
+use super::listener::{decode_all, EventListener, Input, Protocol, Service};
 use super::tasks::{PoolConfig, TaskPool};
 use super::{Engine, Reject, SessionError};
 
@@ -29,8 +29,8 @@ pub struct Task {
 /// queue is full. Messages still queued when a session closes are handled, but their writes
 /// fail with `Closed`.
 pub struct Pooled<C: Codec, L> {
-    codec: C,
-    listener: L,
+    /// Runs everything but `on_message`, on the stack thread.
+    inline: Service<C, L>,
     pool: TaskPool<Task>,
 }
 
@@ -55,8 +55,7 @@ where
         })?;
         pool.on_room(Arc::new(move || shared.kick()));
         Ok(Pooled {
-            codec,
-            listener,
+            inline: Service::new(codec, listener),
             pool,
         })
     }
@@ -101,13 +100,12 @@ where
     L: EventListener<C> + Clone + Send + 'static,
 {
     fn open(&mut self, s: &mut Ctx<'_>) -> Result<(), Reject> {
-        self.listener
-            .on_open(&mut Session::new(s.reborrow(), &mut self.codec))
+        self.inline.open(s)
     }
 
     fn input(&mut self, s: &mut Ctx<'_>, buf: &[u8]) -> Result<Input, SessionError> {
         let pool = &self.pool;
-        decode_all(&self.codec, s, buf, |s, _pkg, raw| {
+        decode_all(self.inline.codec(), s, buf, |s, _pkg, raw| {
             let Some(handle) = s.handle() else {
                 return false;
             };
@@ -121,18 +119,15 @@ where
     }
 
     fn cron(&mut self, s: &mut Ctx<'_>) {
-        self.listener
-            .on_cron(&mut Session::new(s.reborrow(), &mut self.codec));
+        self.inline.cron(s)
     }
 
     fn error(&mut self, s: &mut Ctx<'_>, e: &SessionError) {
-        self.listener
-            .on_error(&mut Session::new(s.reborrow(), &mut self.codec), e);
+        self.inline.error(s, e)
     }
 
     fn close(&mut self, s: &mut Ctx<'_>) {
-        self.listener
-            .on_close(&mut Session::new(s.reborrow(), &mut self.codec));
+        self.inline.close(s)
     }
 
     fn busy(&self, id: Option<SessionId>) -> bool {
