@@ -57,6 +57,15 @@ impl<'a> BufPool<'a> {
         }
     }
 
+    /// The most one buffer can hold.
+    pub(crate) fn per_buffer(&self) -> usize {
+        match self {
+            #[cfg(feature = "alloc")]
+            BufPool::Heap { max, .. } => *max,
+            BufPool::Chunks { chunk, .. } => *chunk,
+        }
+    }
+
     /// Bytes lent out right now.
     pub(crate) fn in_use(&self) -> usize {
         match self {

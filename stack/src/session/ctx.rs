@@ -255,11 +255,7 @@ impl<'x> Ctx<'x> {
         match &mut self.inner {
             // A stream takes the slices as they are.
             Inner::Local {
-                st,
-                io,
-                pool,
-                now,
-                ..
+                st, io, pool, now, ..
             } if matches!(st.sock, Sock::Tcp(_)) || parts.len() < 2 => {
                 put(st, *io, *pool, *now, parts, 0)
             }

@@ -134,7 +134,12 @@ impl EngineThread {
 
     fn join(&mut self) -> Snapshot {
         self.stop.store(true, Ordering::Relaxed);
-        match self.thread.take().expect("engine thread joined twice").join() {
+        match self
+            .thread
+            .take()
+            .expect("engine thread joined twice")
+            .join()
+        {
             Ok(s) => s,
             Err(p) => std::panic::resume_unwind(p),
         }

@@ -42,16 +42,19 @@ impl Engine<'_> {
     ///
     /// Bytes are peeked, not read: whatever the codec does not consume stays in the socket,
     /// so an unfinished package costs no session memory and its sender is slowed by the
-    /// receive window. Only a package larger than the receive buffer is assembled in a
-    /// pool buffer.
+    /// receive window. Only a package longer than half the receive buffer is assembled in
+    /// a pool buffer (see [`peekable`]).
     pub(super) fn read_tcp<D: Device>(&mut self, stack: &mut Stack<'_, D>, i: usize, now: Instant) {
         let Sock::Tcp(h) = self.slots[i].sock else {
             return;
         };
         loop {
-            let st = &self.slots[i];
-            if st.phase != Phase::Open || st.closing.is_some() || st.pending.is_some() {
+            if self.backed_up(i) {
                 // Output that does not drain stops input: the peer must read to be heard.
+                return;
+            }
+            let st = &self.slots[i];
+            if st.phase != Phase::Open || st.closing.is_some() {
                 return;
             }
             if st.paused && !self.unpause(i) {
@@ -154,6 +157,22 @@ impl Engine<'_> {
                 return;
             }
         }
+    }
+
+    /// Whether queued output is past its high-water mark, half of what the session may
+    /// queue: input then waits, so a peer that does not read cannot make us buffer more.
+    fn backed_up(&mut self, i: usize) -> bool {
+        let st = &self.slots[i];
+        let Some(p) = st.pending else {
+            return false;
+        };
+        let queued = self.pending.get(p.buf).len() - p.sent;
+        let cap = st
+            .info
+            .limits
+            .max_write_queue
+            .min(self.pending.per_buffer());
+        queued * 2 >= cap
     }
 
     /// Clears a pause if the protocol can take work again (and, for a pause waiting on the
@@ -276,6 +295,9 @@ impl Engine<'_> {
                 buf: p.buf,
                 sent: p.sent + n,
             });
+            if st.phase == Phase::Open {
+                self.read_tcp(stack, i, now);
+            }
             return;
         }
         st.pending = None;
