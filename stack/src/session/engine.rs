@@ -567,6 +567,9 @@ impl<'a> Engine<'a> {
             }
             p.close(s);
         });
+        // From here on the session is over for other threads too, even while it drains.
+        #[cfg(feature = "std")]
+        self.forget_remote(i);
         let st = &mut self.slots[i];
         for f in core::mem::take(&mut st.on_close) {
             f(&st.info);
@@ -662,6 +665,17 @@ impl<'a> Engine<'a> {
                 self.after_callback(stack, i, now);
                 self.rearm(stack, i, now);
             }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for Engine<'_> {
+    /// Nobody takes commands any more: writers blocked on a full command queue (pool
+    /// workers, handle owners) are let go before the pool's workers are joined.
+    fn drop(&mut self) {
+        if let Some(r) = &self.remote {
+            r.shut_down();
         }
     }
 }

@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use super::codec::Codec;
@@ -39,6 +39,8 @@ pub(crate) enum Cmd {
 pub(crate) struct Shared {
     cmds: Mutex<VecDeque<Cmd>>,
     space: Condvar,
+    /// The engine is gone: commands are dropped instead of queued.
+    gone: AtomicBool,
     wake: OwnedFd,
     /// Per engine slot: the id of the session open there, or 0.
     alive: Vec<AtomicU64>,
@@ -54,6 +56,7 @@ impl Shared {
         Ok(Shared {
             cmds: Mutex::new(VecDeque::new()),
             space: Condvar::new(),
+            gone: AtomicBool::new(false),
             // SAFETY: `raw` is a fresh, valid descriptor.
             wake: unsafe { OwnedFd::from_raw_fd(raw) },
             alive: (0..slots).map(|_| AtomicU64::new(0)).collect(),
@@ -91,11 +94,24 @@ impl Shared {
         cmds
     }
 
+    /// Marks every session closed and releases writers waiting for queue room.
+    pub(crate) fn shut_down(&self) {
+        let _q = self.cmds.lock().unwrap_or_else(|e| e.into_inner());
+        self.gone.store(true, Ordering::Release);
+        for a in &self.alive {
+            a.store(0, Ordering::Release);
+        }
+        self.space.notify_all();
+    }
+
     fn push(&self, cmd: Cmd) {
         let mut q = self.cmds.lock().unwrap_or_else(|e| e.into_inner());
         // A bounded queue: a writer faster than the stack thread waits here.
-        while q.len() >= COMMAND_QUEUE {
+        while q.len() >= COMMAND_QUEUE && !self.gone.load(Ordering::Acquire) {
             q = self.space.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if self.gone.load(Ordering::Acquire) {
+            return;
         }
         let first = q.is_empty();
         q.push_back(cmd);

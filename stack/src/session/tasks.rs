@@ -129,20 +129,21 @@ impl<T: Send + 'static> TaskPool<T> {
             stop: AtomicBool::new(false),
             on_room: Mutex::new(None),
         });
-        let mut threads = Vec::with_capacity(n);
-        for w in 0..n {
-            let (inner, mut work) = (inner.clone(), make(w));
-            let t = std::thread::Builder::new()
-                .name(alloc::format!("ustack-worker-{w}"))
-                .spawn(move || worker(&inner, w % m, &mut work))?;
-            threads.push(t);
-        }
-        Ok(TaskPool {
+        let mut pool = TaskPool {
             inner,
             dispatch,
             next: AtomicUsize::new(0),
-            threads,
-        })
+            threads: Vec::with_capacity(n),
+        };
+        for w in 0..n {
+            let (inner, mut work) = (pool.inner.clone(), make(w));
+            // On failure, dropping `pool` stops and joins the workers already started.
+            let t = std::thread::Builder::new()
+                .name(alloc::format!("ustack-worker-{w}"))
+                .spawn(move || worker(&inner, w % m, &mut work))?;
+            pool.threads.push(t);
+        }
+        Ok(pool)
     }
 
     /// Calls `f` whenever a queue that was full gets room.
@@ -233,6 +234,10 @@ fn worker<T>(inner: &Inner<T>, qi: usize, work: &mut dyn FnMut(T)) {
                 f();
             }
         }
-        work(task);
+        // A panicking handler loses its task, not its worker: the queue keeps draining.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(task))).is_err() {
+            #[cfg(feature = "log")]
+            log::error!("ustack task pool: a handler panicked; its task was dropped");
+        }
     }
 }
