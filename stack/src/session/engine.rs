@@ -107,7 +107,8 @@ pub struct Engine<'a> {
     pending: BufPool<'a>,
     endpoints: heapless::Vec<Endpoint<'a>, MAX_ENDPOINTS>,
     next_id: u64,
-    paused: usize,
+    /// Sessions paused or lingering: retried every poll.
+    waiting: usize,
     stats: EngineStats,
     #[cfg(feature = "std")]
     remote: Option<alloc::sync::Arc<super::handle::Shared>>,
@@ -173,7 +174,7 @@ impl<'a> Engine<'a> {
             pending,
             endpoints: heapless::Vec::new(),
             next_id: 1,
-            paused: 0,
+            waiting: 0,
             stats: EngineStats::default(),
             #[cfg(feature = "std")]
             remote: None,
@@ -188,6 +189,11 @@ impl<'a> Engine<'a> {
                 *max = bytes;
             }
         }
+    }
+
+    /// Session slots: one per stack socket slot, so session indexes are below this.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
     }
 
     /// Counters.
@@ -235,8 +241,8 @@ impl<'a> Engine<'a> {
             did = true;
         }
         did |= self.endpoint_work(stack, now);
-        if self.paused > 0 {
-            self.retry_paused(stack, now);
+        if self.waiting > 0 {
+            self.retry_waiting(stack, now);
         }
         if did {
             stack.poll(now);
@@ -270,7 +276,7 @@ impl<'a> Engine<'a> {
                 at(Some(now + DEFAULT_TICK));
             }
         }
-        if self.paused > 0 {
+        if self.waiting > 0 {
             at(Some(now + Duration::from_millis(1)));
         }
         d
@@ -582,7 +588,10 @@ impl<'a> Engine<'a> {
             self.assembly.give(a.buf);
         }
         if core::mem::take(&mut st.paused) {
-            self.paused -= 1;
+            self.waiting -= 1;
+        }
+        if st.linger_until.take().is_some() {
+            self.waiting -= 1;
         }
         self.stats.closed += 1;
         if let Some(e) = err {

@@ -189,10 +189,18 @@ impl SessionHandle {
         Ok(())
     }
 
-    /// Closes the session (as [`Ctx::close`](super::Ctx::close) would).
+    /// Closes the session (as [`Ctx::close`](super::Ctx::close) would). From this call on
+    /// every handle of the session reports it closed, and writes made after it are refused;
+    /// writes made before it are still sent.
     pub fn close(&self) -> Result<(), SessionError> {
-        self.check()?;
         let (slot, id) = (self.slot, self.id.0);
+        let alive = &self.shared.alive[usize::from(slot)];
+        if alive
+            .compare_exchange(id, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(SessionError::Socket(Error::Closed));
+        }
         self.shared.push(Cmd::Close { slot, id });
         Ok(())
     }

@@ -90,6 +90,14 @@ pub trait Protocol {
         let _ = id;
         false
     }
+    /// Whether handlers still owe the session at engine slot `index` work (replies may
+    /// still come). After the peer finishes sending, the engine keeps such a session open
+    /// until they are done, or for at most
+    /// [`DEFAULT_DRAIN_TIMEOUT`](super::DEFAULT_DRAIN_TIMEOUT).
+    fn in_flight(&self, index: usize) -> bool {
+        let _ = index;
+        false
+    }
 }
 
 /// A [`Codec`] and an [`EventListener`] run inline on the stack thread.

@@ -3,10 +3,11 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::codec::{Codec, Decoded};
 use super::ctx::{Ctx, Inner, Session};
-use super::handle::SessionHandle;
+use super::handle::{SessionHandle, Shared};
 use super::info::{SessionId, SessionInfo};
 use super::listener::{decode_all, EventListener, Input, Protocol, Service};
 use super::tasks::{PoolConfig, TaskPool};
@@ -17,6 +18,35 @@ pub struct Task {
     handle: SessionHandle,
     info: SessionInfo,
     bytes: Vec<u8>,
+    _flight: InFlight,
+}
+
+/// Counts a session's tasks from submission until they are handled or dropped, so that a
+/// session whose peer finished sending stays open until its replies are written.
+struct InFlight {
+    counts: Arc<[AtomicU32]>,
+    index: usize,
+    shared: Arc<Shared>,
+}
+
+impl InFlight {
+    fn new(counts: &Arc<[AtomicU32]>, index: usize, shared: &Arc<Shared>) -> Self {
+        counts[index].fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            counts: counts.clone(),
+            index,
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.counts[self.index].fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The engine may be waiting for this session's last reply.
+            self.shared.kick();
+        }
+    }
 }
 
 /// Like [`Service`](super::Service), but `on_message` runs on a pool of worker threads, each
@@ -26,12 +56,16 @@ pub struct Task {
 /// The stack thread decodes (and checks lengths); workers get each package's bytes and a
 /// [`Session`] whose writes and `close` are queued back. When a session's queue is full its
 /// reading pauses (the socket's window closes), and a server stops accepting while every
-/// queue is full. Messages still queued when a session closes are handled, but their writes
-/// fail with `Closed`.
+/// queue is full. When the peer finishes sending, the session stays open until the workers
+/// have handled its messages (at most [`DEFAULT_DRAIN_TIMEOUT`](super::DEFAULT_DRAIN_TIMEOUT)),
+/// so a client that half-closes gets every reply. Messages still queued when a session is
+/// closed for another reason are handled, but their writes fail with `Closed`.
 pub struct Pooled<C: Codec, L> {
     /// Runs everything but `on_message`, on the stack thread.
     inline: Service<C, L>,
     pool: TaskPool<Task>,
+    flight: Arc<[AtomicU32]>,
+    shared: Arc<Shared>,
 }
 
 impl<C, L> Pooled<C, L>
@@ -49,14 +83,18 @@ where
         config: PoolConfig,
     ) -> io::Result<Self> {
         let shared = engine.shared()?;
+        let flight = (0..engine.capacity()).map(|_| AtomicU32::new(0)).collect();
         let pool = TaskPool::new(config, |_| {
             let (mut codec, mut listener, mut out) = (codec.clone(), listener.clone(), Vec::new());
             move |t: Task| run(&mut codec, &mut listener, &mut out, t)
         })?;
-        pool.on_room(Arc::new(move || shared.kick()));
+        let kick = shared.clone();
+        pool.on_room(Arc::new(move || kick.kick()));
         Ok(Pooled {
             inline: Service::new(codec, listener),
             pool,
+            flight,
+            shared,
         })
     }
 }
@@ -71,6 +109,7 @@ where
         handle,
         mut info,
         bytes,
+        _flight,
     } = t;
     // Decoding starts from a fresh copy, as on the stack thread.
     let mut dec = codec.clone();
@@ -104,15 +143,16 @@ where
     }
 
     fn input(&mut self, s: &mut Ctx<'_>, buf: &[u8]) -> Result<Input, SessionError> {
-        let pool = &self.pool;
+        let (pool, flight, shared) = (&self.pool, &self.flight, &self.shared);
         decode_all(self.inline.codec(), s, buf, |s, _pkg, raw| {
-            let Some(handle) = s.handle() else {
+            let (Some(handle), Some(index)) = (s.handle(), s.index()) else {
                 return false;
             };
             let task = Task {
                 handle,
                 info: *s.info(),
                 bytes: raw.to_vec(),
+                _flight: InFlight::new(flight, index, shared),
             };
             pool.try_submit(s.id().0, task).is_ok()
         })
@@ -132,5 +172,11 @@ where
 
     fn busy(&self, id: Option<SessionId>) -> bool {
         self.pool.is_full(id.map(|i| i.0))
+    }
+
+    fn in_flight(&self, index: usize) -> bool {
+        self.flight
+            .get(index)
+            .is_some_and(|c| c.load(Ordering::Acquire) > 0)
     }
 }

@@ -66,6 +66,8 @@ pub struct SessionSlot {
     pub(crate) pending: Option<Pending>,
     /// Reading stopped because the handler side is full; retried every engine poll.
     pub(crate) paused: bool,
+    /// The peer finished but handlers still owe replies: close when they are done or then.
+    pub(crate) linger_until: Option<Instant>,
     /// Output acknowledged by the peer at the last check, and when it last grew.
     pub(crate) acked: u64,
     pub(crate) tx_progress: Instant,
@@ -118,6 +120,7 @@ impl SessionSlot {
         asm: None,
         pending: None,
         paused: false,
+        linger_until: None,
         acked: 0,
         tx_progress: Instant::ZERO,
         cron_at: None,

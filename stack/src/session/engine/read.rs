@@ -75,6 +75,14 @@ impl Engine<'_> {
             if queued == 0 || queued < want {
                 match stack.tcp_peer_closed(h) {
                     Ok(false) => {}
+                    Ok(true) if queued == 0 && self.in_flight(i) => {
+                        // Replies to what the peer sent are still being made: wait for them.
+                        let st = &mut self.slots[i];
+                        if st.linger_until.is_none() {
+                            st.linger_until = Some(now + super::DEFAULT_DRAIN_TIMEOUT);
+                            self.waiting += 1;
+                        }
+                    }
                     Ok(true) => {
                         let err = (queued > 0)
                             .then_some(SessionError::UnexpectedEof { buffered: queued });
@@ -112,11 +120,7 @@ impl Engine<'_> {
             st.want = 0;
             match next {
                 Next::Pause => {
-                    if !st.paused && st.closing.is_none() {
-                        st.paused = true;
-                        self.paused += 1;
-                        self.stats.paused += 1;
-                    }
+                    self.pause(i);
                     self.after_callback(stack, i, now);
                     return;
                 }
@@ -141,12 +145,7 @@ impl Engine<'_> {
                                     "session {}: no pool room to assemble {total} bytes; pausing",
                                     self.slots[i].info.id.0
                                 );
-                                let st = &mut self.slots[i];
-                                if !st.paused {
-                                    st.paused = true;
-                                    self.paused += 1;
-                                    self.stats.paused += 1;
-                                }
+                                self.pause(i);
                             }
                         }
                     }
@@ -184,8 +183,24 @@ impl Engine<'_> {
             return false;
         }
         st.paused = false;
-        self.paused -= 1;
+        self.waiting -= 1;
         true
+    }
+
+    /// Stops reading session `i` until its protocol (or the pool) has room again.
+    fn pause(&mut self, i: usize) {
+        let st = &mut self.slots[i];
+        if !st.paused && st.closing.is_none() {
+            st.paused = true;
+            self.waiting += 1;
+            self.stats.paused += 1;
+        }
+    }
+
+    /// Whether handlers still owe session `i` work (a pool's queued messages).
+    fn in_flight(&self, i: usize) -> bool {
+        let ep = usize::from(self.slots[i].endpoint);
+        self.endpoints[ep].proto.get_ref().in_flight(i)
     }
 
     /// Moves bytes of an oversized package into its assembly buffer; decodes it once whole.
@@ -236,12 +251,7 @@ impl Engine<'_> {
             Ok(Input {
                 next: Next::Pause, ..
             }) => {
-                let st = &mut self.slots[i];
-                if !st.paused && st.closing.is_none() {
-                    st.paused = true;
-                    self.paused += 1;
-                    self.stats.paused += 1;
-                }
+                self.pause(i);
                 self.after_callback(stack, i, now);
                 false
             }
@@ -330,10 +340,7 @@ impl Engine<'_> {
                 .busy(Some(st.info.id))
             {
                 // Leave datagrams in the socket rather than take one that cannot be handled.
-                let st = &mut self.slots[i];
-                st.paused = true;
-                self.paused += 1;
-                self.stats.paused += 1;
+                self.pause(i);
                 return;
             }
             let area = self.rx_area(MAX_DATAGRAM);
@@ -373,11 +380,23 @@ impl Engine<'_> {
         }
     }
 
-    /// Sessions paused on a full handler queue or pool try again.
-    pub(super) fn retry_paused<D: Device>(&mut self, stack: &mut Stack<'_, D>, now: Instant) {
+    /// Sessions paused on a full handler queue or pool try again; lingering sessions close
+    /// once their handlers are done (or the drain timeout passes).
+    pub(super) fn retry_waiting<D: Device>(&mut self, stack: &mut Stack<'_, D>, now: Instant) {
         for i in 0..self.slots.len() {
-            if self.slots[i].paused && self.slots[i].phase == Phase::Open {
-                match self.slots[i].sock {
+            let st = &self.slots[i];
+            if st.phase != Phase::Open {
+                continue;
+            }
+            if let Some(t) = st.linger_until {
+                if now >= t || !self.in_flight(i) {
+                    // Replies queued before the count reached zero go out before the FIN.
+                    #[cfg(feature = "std")]
+                    self.run_commands(stack, now);
+                    self.end(stack, i, None, now);
+                }
+            } else if st.paused {
+                match st.sock {
                     Sock::Tcp(_) => self.read_tcp(stack, i, now),
                     Sock::Udp { .. } => self.read_udp(stack, i, now),
                 }
