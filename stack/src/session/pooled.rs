@@ -99,6 +99,13 @@ where
     }
 }
 
+impl<C: Codec, L> Pooled<C, L> {
+    /// Messages waiting in the pool's queues (not yet taken by a worker).
+    pub fn queued(&self) -> usize {
+        self.pool.queued()
+    }
+}
+
 fn run<C, L>(codec: &mut C, listener: &mut L, out: &mut Vec<u8>, t: Task)
 where
     C: Codec + Clone,
