@@ -781,3 +781,25 @@ fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
     );
     assert_eq!(ea.held_bytes(), 0);
 }
+
+#[test]
+fn a_peer_that_closes_mid_package_ends_the_session_with_unexpected_eof() {
+    let mut sent = false;
+    let (log, times) = recorded(
+        Limits::default(),
+        Duration::from_secs(5),
+        |s, c, _| {
+            if !sent {
+                let mut b = frame(b"whole");
+                b.extend_from_slice(&frame(b"abcdefg")[..5]);
+                s.tcp_write(c, &b).unwrap();
+                s.tcp_shutdown_write(c).unwrap();
+                sent = true;
+            }
+        },
+        |_, t| has(t, "close"),
+    );
+    assert_eq!(log.borrow().msgs, vec![b"whole".to_vec()]);
+    let names: Vec<String> = times.borrow().iter().map(|(w, _)| w.clone()).collect();
+    assert_eq!(names, ["open", "message", "error UnexpectedEof { buffered: 5 }", "close"]);
+}

@@ -162,6 +162,28 @@ impl<'a> BufPool<'a> {
         }
     }
 
+    /// Drops the first `n` bytes of a buffer.
+    pub(crate) fn consume(&mut self, id: BufId, n: usize) {
+        match self {
+            #[cfg(feature = "alloc")]
+            BufPool::Heap { bufs, in_use, .. } => {
+                let b = &mut bufs[usize::from(id.0)];
+                let n = n.min(b.len());
+                b.drain(..n);
+                *in_use -= n;
+            }
+            BufPool::Chunks {
+                mem, chunk, lens, ..
+            } => {
+                let k = usize::from(id.0);
+                let len = lens[k] as usize;
+                let n = n.min(len);
+                mem[k * *chunk..k * *chunk + len].copy_within(n.., 0);
+                lens[k] -= n as u32;
+            }
+        }
+    }
+
     /// Gives a buffer back. The heap pool frees its memory, so idle sessions cost nothing.
     pub(crate) fn give(&mut self, id: BufId) {
         match self {
@@ -266,6 +288,8 @@ mod tests {
         pool.get(a).copy_from_slice(b"abcd");
         assert!(pool.extend(a, b"ef"));
         assert_eq!(pool.get(a), b"abcdef");
+        pool.consume(a, 2);
+        assert_eq!(pool.get(a), b"cdef");
         let b = pool.take(8).unwrap();
         assert_ne!(a, b);
         assert_eq!(pool.get(b), &[0u8; 8]);

@@ -30,11 +30,12 @@ pub(crate) enum Phase {
     Draining,
 }
 
-/// Bytes of a package that does not fit the socket's receive buffer, being assembled.
+/// Bytes moved out of the socket because a package is too long to decode in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Assembly {
     pub buf: BufId,
-    pub filled: usize,
+    /// The length of the package at the front, once known.
+    pub total: Option<usize>,
 }
 
 /// Output the socket could not take yet.

@@ -1,7 +1,7 @@
 //! Looking into a connection's queues without moving bytes through a caller buffer twice:
 //! what the session layer decodes from and writes into.
 
-use smoltcp::socket::tcp::{self, RecvError};
+use smoltcp::socket::tcp::{self, RecvError, State};
 
 use crate::error::{Error, Result};
 use crate::event::TcpHandle;
@@ -82,6 +82,11 @@ impl<'a, D: smoltcp::phy::Device> Stack<'a, D> {
         if let Some(e) = self.slots[i].error {
             return Err(e);
         }
-        Ok(!self.sockets.get::<tcp::Socket>(self.handle(i)).may_recv())
+        // Not `!may_recv()`: smoltcp keeps that true in CLOSE-WAIT while bytes are queued.
+        let state = self.sockets.get::<tcp::Socket>(self.handle(i)).state();
+        Ok(matches!(
+            state,
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
+        ))
     }
 }

@@ -4,7 +4,7 @@
 use smoltcp::phy::Device;
 use smoltcp::time::Instant;
 
-use super::super::bufs::{Area, BufPool};
+use super::super::bufs::{Area, BufPool, Held};
 use super::super::listener::{Input, Next};
 use super::super::state::{Assembly, Phase, Sock};
 use super::super::SessionError;
@@ -12,8 +12,9 @@ use super::Engine;
 use crate::{Error, Stack};
 
 /// The longest package decoded in place from a receive buffer of `cap` bytes; longer ones
-/// are assembled in a pool buffer. Not all of `cap`: window scaling rounds the advertised
-/// window down, and a sender avoiding silly windows will not fill the last segment's worth.
+/// (declared, or of unknown length and already longer) are assembled in a pool buffer. Not
+/// all of `cap`: window scaling rounds the advertised window down, and a sender avoiding
+/// silly windows will not fill the last segment's worth.
 fn peekable(cap: usize) -> usize {
     cap / 2
 }
@@ -126,35 +127,23 @@ impl Engine<'_> {
                 }
                 Next::NeedMore => {
                     st.want = left + 1;
-                    if left > peekable(cap) && st.closing.is_none() {
-                        // The window may never open further: without a length it can't fit.
-                        let max = peekable(cap);
-                        let e = SessionError::MessageTooLarge { len: left, max };
-                        return self.end(stack, i, Some(e), now);
+                    // The window may never open enough to hold it: assemble it here.
+                    if left > peekable(cap) && !self.start_assembly(i, None) {
+                        return;
                     }
                 }
                 Next::Known(total) => {
                     st.want = total;
-                    if total > peekable(cap) || total > self.rx_area(total).len() {
-                        match self.assembly.take(total) {
-                            Some(buf) => self.slots[i].asm = Some(Assembly { buf, filled: 0 }),
-                            None => {
-                                // No pool room: wait as if paused, retried every poll.
-                                #[cfg(feature = "log")]
-                                log::debug!(
-                                    "session {}: no pool room to assemble {total} bytes; pausing",
-                                    self.slots[i].info.id.0
-                                );
-                                self.pause(i);
-                            }
-                        }
+                    let big = total > peekable(cap) || total > self.rx_area(total).len();
+                    if big && !self.start_assembly(i, Some(total)) {
+                        return;
                     }
                 }
             }
+            // Go round even without progress: `want` now exceeds what is queued, so the
+            // next turn only checks whether the peer has finished (its FIN may have come
+            // with these bytes, and no further event will say so).
             self.after_callback(stack, i, now);
-            if used == 0 && self.slots[i].asm.is_none() {
-                return;
-            }
         }
     }
 
@@ -203,8 +192,10 @@ impl Engine<'_> {
         self.endpoints[ep].proto.get_ref().in_flight(i)
     }
 
-    /// Moves bytes of an oversized package into its assembly buffer; decodes it once whole.
-    /// Returns whether to go on reading.
+    /// Moves bytes of a package too long to decode in place into the session's assembly
+    /// buffer, and decodes there. Bytes that follow the package are decoded from the buffer
+    /// too, and the session goes back to decoding in place once it is empty. Returns whether
+    /// to go on reading.
     fn assemble<D: Device>(
         &mut self,
         stack: &mut Stack<'_, D>,
@@ -215,64 +206,108 @@ impl Engine<'_> {
         let Sock::Tcp(h) = self.slots[i].sock else {
             return false;
         };
-        let buf = self.assembly.get(a.buf);
-        let total = buf.len();
-        if a.filled < total {
-            match stack.tcp_read(h, &mut buf[a.filled..]) {
+        let max = self.slots[i].info.limits.max_msg_len;
+        let have = self.assembly.get(a.buf).len();
+        // Up to the declared end, or (length unknown) one byte past the limit, so that a
+        // package that will not fit is recognised.
+        let need = match a.total {
+            Some(t) => t.saturating_sub(have),
+            None => (max + 1).saturating_sub(have),
+        };
+        if need > 0 {
+            let area = self.rx_area(need.min(MAX_DATAGRAM));
+            let k = need.min(area.len());
+            let n = match stack.tcp_read(h, &mut area[..k]) {
                 Ok(0) => {
-                    let e = SessionError::UnexpectedEof { buffered: a.filled };
+                    let e = SessionError::UnexpectedEof { buffered: have };
                     self.end(stack, i, Some(e), now);
                     return false;
                 }
-                Ok(n) => {
-                    let st = &mut self.slots[i];
-                    st.asm = Some(Assembly {
-                        buf: a.buf,
-                        filled: a.filled + n,
-                    });
-                    st.info.stats.bytes_in += n as u64;
-                    st.info.stats.last_active = now;
-                    if a.filled + n < total {
-                        return true;
-                    }
-                }
+                Ok(n) => n,
                 Err(Error::WouldBlock) => return false,
                 Err(e) => {
                     self.end(stack, i, Some(e.into()), now);
                     return false;
                 }
+            };
+            if !self.assembly.extend(a.buf, &self.rx.bytes()[..n]) {
+                let max = self.assembly.per_buffer();
+                let e = SessionError::MessageTooLarge { len: have + n, max };
+                self.end(stack, i, Some(e), now);
+                return false;
+            }
+            let st = &mut self.slots[i];
+            st.info.stats.bytes_in += n as u64;
+            st.info.stats.last_active = now;
+            if a.total.is_some_and(|t| have + n < t) {
+                return true;
             }
         }
-        // Whole: the buffer leaves the pool for the decode, so the session can write.
+        // The buffer leaves the pool for the decode, so that the session can write.
         let mut pool = core::mem::replace(&mut self.assembly, BufPool::chunks(&mut [], 1));
         let r = self.with_ctx(stack, i, now, |p, s| p.input(s, pool.get(a.buf)));
         self.assembly = pool;
-        match r {
-            Ok(Input {
-                next: Next::Pause, ..
-            }) => {
-                self.pause(i);
-                self.after_callback(stack, i, now);
-                false
-            }
-            Ok(Input { used, .. }) if used == total => {
-                self.assembly.give(a.buf);
-                let st = &mut self.slots[i];
-                st.asm = None;
-                st.want = 0;
-                st.partial_since = None;
-                self.after_callback(stack, i, now);
-                true
-            }
-            Ok(_) => {
-                let e = SessionError::Codec(
-                    "the codec did not decode the package whose length it declared",
-                );
-                self.end(stack, i, Some(e), now);
-                false
-            }
+        let Input { used, next } = match r {
+            Ok(x) => x,
             Err(e) => {
                 self.end(stack, i, Some(e), now);
+                return false;
+            }
+        };
+        if used == 0 && need == 0 && next != Next::Pause {
+            let e = SessionError::Codec(
+                "the codec did not decode the package whose length it declared",
+            );
+            self.end(stack, i, Some(e), now);
+            return false;
+        }
+        self.assembly.consume(a.buf, used);
+        let left = self.assembly.get(a.buf).len();
+        let st = &mut self.slots[i];
+        if used > 0 {
+            st.partial_since = (left > 0).then_some(now);
+        }
+        if left == 0 {
+            self.assembly.give(a.buf);
+            st.asm = None;
+            st.want = 0;
+        } else {
+            let total = match next {
+                Next::Known(t) => Some(t),
+                _ => None,
+            };
+            st.asm = Some(Assembly { buf: a.buf, total });
+        }
+        if next == Next::Pause {
+            self.pause(i);
+            self.after_callback(stack, i, now);
+            return false;
+        }
+        self.after_callback(stack, i, now);
+        // Nothing decoded and nothing more to read for now: wait for the next segment.
+        used > 0 || need > 0
+    }
+
+    /// Starts assembling the unfinished package of session `i` (`total` bytes, if known),
+    /// or pauses when the pool has no room for it (retried on the next poll). Returns
+    /// whether it started.
+    fn start_assembly(&mut self, i: usize, total: Option<usize>) -> bool {
+        let fits = self.assembly.can_hold(None, total.unwrap_or(0));
+        match self.assembly.take(0) {
+            Some(buf) if fits => {
+                self.slots[i].asm = Some(Assembly { buf, total });
+                true
+            }
+            other => {
+                if let Some(buf) = other {
+                    self.assembly.give(buf);
+                }
+                #[cfg(feature = "log")]
+                log::debug!(
+                    "session {}: no pool room to assemble a package; pausing",
+                    self.slots[i].info.id.0
+                );
+                self.pause(i);
                 false
             }
         }
