@@ -801,5 +801,52 @@ fn a_peer_that_closes_mid_package_ends_the_session_with_unexpected_eof() {
     );
     assert_eq!(log.borrow().msgs, vec![b"whole".to_vec()]);
     let names: Vec<String> = times.borrow().iter().map(|(w, _)| w.clone()).collect();
-    assert_eq!(names, ["open", "message", "error UnexpectedEof { buffered: 5 }", "close"]);
+    assert_eq!(
+        names,
+        [
+            "open",
+            "message",
+            "error UnexpectedEof { buffered: 5 }",
+            "close"
+        ]
+    );
+}
+
+#[test]
+fn a_line_longer_than_half_the_receive_buffer_is_assembled_whatever_the_chunking() {
+    use ustack::session::codec::Lines;
+    struct Collect(Shared);
+    impl EventListener<Lines> for Collect {
+        fn on_message(&mut self, _: &mut Session<'_, Lines>, line: &[u8]) {
+            self.0.borrow_mut().msgs.push(line.to_vec());
+        }
+        fn on_error(&mut self, _: &mut Session<'_, Lines>, e: &SessionError) {
+            self.0.borrow_mut().events.push(format!("error {e:?}"));
+        }
+    }
+    // 50,000 bytes: over half of the 64 KiB receive buffer, under max_msg_len.
+    let long: Vec<u8> = (0..50_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut stream = b"short\n".to_vec();
+    stream.extend_from_slice(&long);
+    stream.extend_from_slice(b"\r\nlast\n");
+    for chunk in [1000usize, usize::MAX] {
+        let log = Shared::default();
+        let mut sent = 0;
+        let l = log.clone();
+        server_with_raw_client(
+            Service::new(Lines::new(), Collect(log.clone())),
+            Duration::from_secs(20),
+            |s, c, _| {
+                if sent < stream.len() {
+                    let end = sent.saturating_add(chunk).min(stream.len());
+                    sent += s.tcp_write(c, &stream[sent..end]).unwrap_or(0);
+                }
+            },
+            || l.borrow().msgs.len() == 3,
+        );
+        let got = log.borrow();
+        assert_eq!(got.events, Vec::<String>::new(), "chunks of {chunk}");
+        assert_eq!(got.msgs.len(), 3, "chunks of {chunk}");
+        assert!(got.msgs[0] == b"short" && got.msgs[1] == long && got.msgs[2] == b"last");
+    }
 }
