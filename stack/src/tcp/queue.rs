@@ -28,9 +28,9 @@ impl<'a, D: smoltcp::phy::Device> Stack<'a, D> {
         let i = self.stream(h)?;
         let sock = self.sockets.get_mut::<tcp::Socket>(self.handle(i));
         match sock.peek_slice(buf) {
-            Ok(0) if !buf.is_empty() => match sock.may_recv() {
-                true => Err(Error::WouldBlock),
-                false => Ok(0),
+            Ok(0) if !buf.is_empty() => match self.tcp_peer_closed(h)? {
+                true => Ok(0),
+                false => Err(Error::WouldBlock),
             },
             Ok(n) => Ok(n),
             Err(RecvError::Finished) => Ok(0),
