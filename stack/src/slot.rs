@@ -71,12 +71,19 @@ impl Slot {
     };
 
     /// Makes the slot a fresh owner of its socket, invalidating old handles.
+    ///
+    /// The slot may still sit in the event queue: its links stay, or every slot queued
+    /// behind it would be cut off and never get an event again. Its pending bits go, so
+    /// the queued entry is skipped (or carries only the new owner's events).
     pub(crate) fn reset(&mut self, role: Role) {
         let (handle, gen) = (self.handle, self.gen.wrapping_add(1));
+        let (ev_next, ev_queued) = (self.ev_next, self.ev_queued);
         *self = Slot::EMPTY;
         self.handle = handle;
         self.gen = gen;
         self.role = role;
+        self.ev_next = ev_next;
+        self.ev_queued = ev_queued;
     }
 }
 
