@@ -207,6 +207,7 @@ pub(crate) trait Held {
     fn extend(&mut self, id: BufId, bytes: &[u8]) -> bool;
     /// Whether `n` more bytes would fit (`id`: the buffer they would go to, if any).
     fn can_hold(&self, id: Option<BufId>, n: usize) -> bool;
+    fn consume(&mut self, id: BufId, n: usize);
 }
 
 impl Held for BufPool<'_> {
@@ -218,6 +219,9 @@ impl Held for BufPool<'_> {
     }
     fn extend(&mut self, id: BufId, bytes: &[u8]) -> bool {
         BufPool::extend(self, id, bytes)
+    }
+    fn consume(&mut self, id: BufId, n: usize) {
+        BufPool::consume(self, id, n)
     }
     fn can_hold(&self, id: Option<BufId>, n: usize) -> bool {
         match self {

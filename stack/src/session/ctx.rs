@@ -385,6 +385,12 @@ pub(crate) fn put(
             io.write(st.sock, st.info.peer, bytes)?;
         }
         Sock::Tcp(_) => {
+            // What was sent leaves the buffer before more is added, so it never holds more
+            // than what still waits.
+            if let Some(p) = st.pending.filter(|p| p.sent > 0) {
+                pool.consume(p.buf, p.sent);
+                st.pending = Some(Pending { buf: p.buf, sent: 0 });
+            }
             let queued = st.pending_len(pool);
             // Queued bytes go first, so nothing may overtake them.
             let room = if queued > 0 { 0 } else { io.room(st.sock) };
