@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub status: Vec<EndpointStatus>,
     /// `engine.sessions(id)` of the same endpoints.
     pub sessions: Vec<usize>,
+    /// `engine.held_bytes()`: assembly plus pending-output buffers.
+    pub held_bytes: usize,
+    /// The most `held_bytes` was after any poll so far.
+    pub max_held_bytes: usize,
 }
 
 /// A ustack stack on a TAP device plus a session engine, polled on their own thread the way
@@ -67,10 +71,16 @@ impl EngineThread {
             let mut stack = Stack::new(config(), device, runtime::now()).expect("stack");
             let mut engine = Engine::new(&stack, runtime::now());
             let ids = setup(&mut stack, &mut engine, runtime::now());
-            let snap = |engine: &Engine<'_>| Snapshot {
-                stats: engine.stats(),
-                status: ids.iter().map(|&id| engine.status(id)).collect(),
-                sessions: ids.iter().map(|&id| engine.sessions(id)).collect(),
+            let mut max_held = 0;
+            let mut snap = |engine: &Engine<'_>| {
+                max_held = max_held.max(engine.held_bytes());
+                Snapshot {
+                    stats: engine.stats(),
+                    status: ids.iter().map(|&id| engine.status(id)).collect(),
+                    sessions: ids.iter().map(|&id| engine.sessions(id)).collect(),
+                    held_bytes: engine.held_bytes(),
+                    max_held_bytes: max_held,
+                }
             };
             *out.lock().unwrap() = snap(&engine);
             let _ = ready_tx.send(());
@@ -266,7 +276,10 @@ impl Rec {
 
     fn open(&mut self, id: u64, peer: u16) -> Result<(), Reject> {
         self.seen += 1;
-        if self.reject_every.is_some_and(|n| self.seen % n == 0) {
+        if self
+            .reject_every
+            .is_some_and(|n| self.seen.is_multiple_of(n))
+        {
             self.shared.push(Ev::Rejected(id, peer));
             return Err(Reject("every second connection is turned away"));
         }
@@ -369,10 +382,14 @@ pub enum End {
 /// error).
 pub fn read_end(s: &mut TcpStream) -> Result<End, String> {
     let mut buf = [0u8; 4096];
-    match s.read(&mut buf) {
-        Ok(0) => Ok(End::Eof),
-        Ok(n) => Err(format!("{n} unexpected bytes: {:?}", &buf[..n.min(64)])),
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(End::Reset),
-        Err(e) => Err(format!("read failed: {e}")),
+    loop {
+        return match s.read(&mut buf) {
+            Ok(0) => Ok(End::Eof),
+            Ok(n) => Err(format!("{n} unexpected bytes: {:?}", &buf[..n.min(64)])),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(End::Reset),
+            // A signal (another test's child process) cut the wait short.
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => Err(format!("read failed: {e}")),
+        };
     }
 }
