@@ -389,7 +389,10 @@ pub(crate) fn put(
             // than what still waits.
             if let Some(p) = st.pending.filter(|p| p.sent > 0) {
                 pool.consume(p.buf, p.sent);
-                st.pending = Some(Pending { buf: p.buf, sent: 0 });
+                st.pending = Some(Pending {
+                    buf: p.buf,
+                    sent: 0,
+                });
             }
             let queued = st.pending_len(pool);
             // Queued bytes go first, so nothing may overtake them.
