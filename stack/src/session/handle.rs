@@ -90,7 +90,10 @@ impl Shared {
         let mut q = self.cmds.lock().unwrap_or_else(|e| e.into_inner());
         let cmds = core::mem::take(&mut *q);
         drop(q);
-        self.space.notify_all();
+        // Writers wait only on a full queue; waking nobody would still cost a syscall a poll.
+        if cmds.len() >= COMMAND_QUEUE {
+            self.space.notify_all();
+        }
         cmds
     }
 
