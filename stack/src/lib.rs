@@ -25,6 +25,7 @@ pub mod frames;
 pub mod ingress;
 mod ready;
 pub mod session;
+pub mod ws;
 mod slot;
 mod stack;
 mod stats;

@@ -244,7 +244,7 @@ impl Held for BufPool<'_> {
 /// Where packages are encoded before they go to the socket.
 pub(crate) trait Sink: Out {
     fn clear(&mut self);
-    fn filled(&self) -> &[u8];
+    fn filled_mut(&mut self) -> &mut [u8];
 }
 
 #[cfg(feature = "alloc")]
@@ -252,7 +252,7 @@ impl Sink for alloc::vec::Vec<u8> {
     fn clear(&mut self) {
         alloc::vec::Vec::clear(self)
     }
-    fn filled(&self) -> &[u8] {
+    fn filled_mut(&mut self) -> &mut [u8] {
         self
     }
 }
@@ -261,8 +261,8 @@ impl Sink for SliceOut<'_> {
     fn clear(&mut self) {
         self.len = 0;
     }
-    fn filled(&self) -> &[u8] {
-        SliceOut::filled(self)
+    fn filled_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
     }
 }
 

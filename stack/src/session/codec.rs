@@ -62,7 +62,7 @@ pub trait Out {
 /// ```
 #[derive(Debug)]
 pub struct SliceOut<'a> {
-    buf: &'a mut [u8],
+    pub(crate) buf: &'a mut [u8],
     pub(crate) len: usize,
 }
 

@@ -31,6 +31,7 @@ pub(crate) enum Inner<'x> {
         sink: &'x mut dyn Sink,
         pool: &'x mut dyn Held,
         now: Instant,
+        framer: Option<&'x mut dyn Framer>,
         #[cfg(feature = "std")]
         remote: Option<&'x alloc::sync::Arc<super::handle::Shared>>,
     },
@@ -53,6 +54,7 @@ impl<'x> Ctx<'x> {
                 sink,
                 pool,
                 now,
+                framer,
                 #[cfg(feature = "std")]
                 remote,
             } => Inner::Local {
@@ -62,6 +64,10 @@ impl<'x> Ctx<'x> {
                 sink: *sink,
                 pool: *pool,
                 now: *now,
+                framer: match framer {
+                    Some(f) => Some(&mut **f),
+                    None => None,
+                },
                 #[cfg(feature = "std")]
                 remote: *remote,
             },
@@ -69,6 +75,17 @@ impl<'x> Ctx<'x> {
             Inner::Remote { info, handle, out } => Inner::Remote { info, handle, out },
         };
         Ctx { inner }
+    }
+
+    /// A shorter-lived copy whose message writes go through `framer` (on the stack thread;
+    /// a worker's writes are framed by [`Protocol::write_remote`](super::Protocol)).
+    pub(crate) fn with_framer<'y>(&'y mut self, f: &'y mut dyn Framer) -> Ctx<'y> {
+        let mut c = self.reborrow();
+        #[allow(irrefutable_let_patterns)] // without `std` there is no other variant
+        if let Inner::Local { framer, .. } = &mut c.inner {
+            *framer = Some(f);
+        }
+        c
     }
 
     #[cfg(feature = "alloc")]
@@ -255,7 +272,12 @@ impl<'x> Ctx<'x> {
         match &mut self.inner {
             // A stream takes the slices as they are.
             Inner::Local {
-                st, io, pool, now, ..
+                st,
+                io,
+                pool,
+                now,
+                framer: None,
+                ..
             } if matches!(st.sock, Sock::Tcp(_)) || parts.len() < 2 => {
                 put(st, *io, *pool, *now, parts, 0)
             }
@@ -280,11 +302,18 @@ impl<'x> Ctx<'x> {
                 sink,
                 pool,
                 now,
+                framer,
                 ..
             } => {
                 sink.clear();
                 fill(*sink)?;
-                put(st, *io, *pool, *now, &[sink.filled()], pkgs)
+                match framer {
+                    Some(f) => {
+                        let m = f.frame(sink.filled_mut())?;
+                        put(st, *io, *pool, *now, &[m.head, m.body], pkgs)
+                    }
+                    None => put(st, *io, *pool, *now, &[sink.filled_mut()], pkgs),
+                }
             }
             #[cfg(feature = "std")]
             Inner::Remote { handle, out, .. } => {
@@ -292,6 +321,46 @@ impl<'x> Ctx<'x> {
                 fill(*out)?;
                 handle.write_bytes(core::mem::take(*out), pkgs)
             }
+        }
+    }
+
+    /// Writes bytes that are already framed, as `pkgs` packages, whole or not at all.
+    pub(crate) fn write_raw(&mut self, parts: &[&[u8]], pkgs: u64) -> Result<(), SessionError> {
+        match &mut self.inner {
+            Inner::Local {
+                st, io, pool, now, ..
+            } => put(st, *io, *pool, *now, parts, pkgs),
+            #[cfg(feature = "std")]
+            Inner::Remote { handle, .. } => handle.write_bytes(parts.concat(), pkgs),
+        }
+    }
+
+    /// The framer this context writes messages through, if any.
+    pub(crate) fn framer(&mut self) -> Option<&mut dyn Framer> {
+        match &mut self.inner {
+            Inner::Local { framer, .. } => match framer {
+                Some(f) => Some(&mut **f),
+                None => None,
+            },
+            #[cfg(feature = "std")]
+            Inner::Remote { .. } => None,
+        }
+    }
+
+    /// Writes already framed `parts` even though the session is closing: a protocol's last
+    /// word (WebSocket's close frame) from its close callback. Only on the stack thread.
+    pub(crate) fn write_last(&mut self, parts: &[&[u8]]) -> Result<(), SessionError> {
+        match &mut self.inner {
+            Inner::Local {
+                st, io, pool, now, ..
+            } => {
+                let closing = st.closing.take();
+                let r = put(st, *io, *pool, *now, parts, 0);
+                st.closing = closing;
+                r
+            }
+            #[cfg(feature = "std")]
+            Inner::Remote { .. } => Err(SessionError::Socket(Error::Closed)),
         }
     }
 
@@ -364,6 +433,20 @@ impl<'x> Ctx<'x> {
         self.slot_mut()
             .is_some_and(|st| st.on_close.push(f).is_ok())
     }
+}
+
+/// How a protocol wraps each message written through a [`Ctx`] (WebSocket's framing).
+pub(crate) trait Framer {
+    /// Frames one encoded message; may change `payload` in place (masking).
+    fn frame<'s>(&'s mut self, payload: &'s mut [u8]) -> Result<Framed<'s>, SessionError>;
+    /// The framer as `Any`, for the protocol that installed it to get its state back.
+    fn as_any(&mut self) -> &mut dyn core::any::Any;
+}
+
+/// One framed message: a header and a body to send after it.
+pub(crate) struct Framed<'s> {
+    pub(crate) head: &'s [u8],
+    pub(crate) body: &'s [u8],
 }
 
 /// Hands `parts` to the socket, queueing what does not fit; all or nothing.

@@ -384,6 +384,7 @@ impl<'a> Engine<'a> {
                 sink,
                 pool: &mut self.pending,
                 now,
+                framer: None,
                 #[cfg(feature = "std")]
                 remote: self.remote.as_ref(),
             },
@@ -612,10 +613,7 @@ impl<'a> Engine<'a> {
                 c.lost(now);
             }
         }
-        let graceful = matches!(
-            err,
-            None | Some(SessionError::IdleTimeout | SessionError::UnexpectedEof { .. })
-        );
+        let graceful = err.as_ref().is_none_or(SessionError::is_graceful);
         match st.sock {
             Sock::Tcp(h) => {
                 if graceful && st.pending.is_some() {

@@ -40,6 +40,28 @@ pub enum SessionError {
     },
     /// The socket failed (reset, refused, timed out).
     Socket(Error),
+    /// The peer broke the protocol running over the session, which said so on the wire
+    /// before closing (WebSocket: a close frame with `code`). The connection is closed
+    /// gracefully, so that the peer gets that message.
+    Protocol {
+        /// The protocol's close code (WebSocket: 1002, 1007, 1009, ...).
+        code: u16,
+        /// What the peer did wrong.
+        what: &'static str,
+    },
+}
+
+impl SessionError {
+    /// Whether the connection closes gracefully (queued output, such as a protocol's
+    /// closing message, is still sent) rather than being reset.
+    pub fn is_graceful(&self) -> bool {
+        matches!(
+            self,
+            SessionError::IdleTimeout
+                | SessionError::UnexpectedEof { .. }
+                | SessionError::Protocol { .. }
+        )
+    }
 }
 
 impl fmt::Display for SessionError {
@@ -74,6 +96,10 @@ impl fmt::Display for SessionError {
                  reading, the limit is {max}; slow down or raise set_max_write_queue"
             ),
             SessionError::Socket(e) => write!(f, "socket error: {e}"),
+            SessionError::Protocol { code, what } => {
+                write!(f, "protocol error ({code}): {what}; the peer was told and the \
+                           connection closed")
+            }
         }
     }
 }

@@ -77,7 +77,22 @@ pub trait Protocol {
     /// Bytes arrived; `buf` starts at the first byte of the next package. Returns how much
     /// was consumed and what the rest needs. Must check packages against
     /// [`Limits::max_msg_len`](super::Limits::max_msg_len).
-    fn input(&mut self, s: &mut Ctx<'_>, buf: &[u8]) -> Result<Input, SessionError>;
+    ///
+    /// `buf` is a scratch copy the protocol may change in place (WebSocket unmasks there),
+    /// but bytes it does not consume must be left as they were: they are handed in again.
+    fn input(&mut self, s: &mut Ctx<'_>, buf: &mut [u8]) -> Result<Input, SessionError>;
+    /// Bytes another thread wrote through a
+    /// [`SessionHandle`](super::SessionHandle) or a pool worker's session, for the stack
+    /// thread to send as `pkgs` packages: raw by default; a protocol that frames its
+    /// messages (WebSocket) frames them here.
+    fn write_remote(
+        &mut self,
+        s: &mut Ctx<'_>,
+        bytes: &mut [u8],
+        pkgs: u64,
+    ) -> Result<(), SessionError> {
+        s.write_raw(&[bytes], pkgs)
+    }
     /// The cron period passed.
     fn cron(&mut self, s: &mut Ctx<'_>);
     /// An error is ending the session.
@@ -135,6 +150,10 @@ impl<C, L> Service<C, L> {
     /// The codec prototype.
     pub fn codec(&self) -> &C {
         &self.codec
+    }
+
+    pub(crate) fn parts(&mut self) -> (&mut C, &mut L) {
+        (&mut self.codec, &mut self.listener)
     }
 }
 
@@ -219,7 +238,7 @@ where
             .on_open(&mut Session::new(s.reborrow(), &mut self.codec))
     }
 
-    fn input(&mut self, s: &mut Ctx<'_>, buf: &[u8]) -> Result<Input, SessionError> {
+    fn input(&mut self, s: &mut Ctx<'_>, buf: &mut [u8]) -> Result<Input, SessionError> {
         let (codec, listener) = (&mut self.codec, &mut self.listener);
         let proto = codec.clone();
         decode_all(&proto, s, buf, |s, pkg, _| {

@@ -34,6 +34,7 @@ pub mod tasks;
 pub mod timer;
 
 pub use ctx::{Ctx, Session};
+pub(crate) use ctx::{Framed, Framer};
 pub use endpoint::{
     Backoff, ClientOptions, EndpointId, EndpointStatus, ProtocolRef, ServerOptions, WhenFull,
     MAX_ENDPOINTS,

@@ -149,7 +149,7 @@ where
         self.inline.open(s)
     }
 
-    fn input(&mut self, s: &mut Ctx<'_>, buf: &[u8]) -> Result<Input, SessionError> {
+    fn input(&mut self, s: &mut Ctx<'_>, buf: &mut [u8]) -> Result<Input, SessionError> {
         let (pool, flight, shared) = (&self.pool, &self.flight, &self.shared);
         decode_all(self.inline.codec(), s, buf, |s, _pkg, raw| {
             let (Some(handle), Some(index)) = (s.handle(), s.index()) else {

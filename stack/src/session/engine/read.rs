@@ -101,7 +101,7 @@ impl Engine<'_> {
             };
             // The scratch area is moved out while the protocol borrows the session.
             let mut rx = core::mem::replace(&mut self.rx, Area::Slice(&mut []));
-            let r = self.with_ctx(stack, i, now, |p, s| p.input(s, &rx.bytes()[..got]));
+            let r = self.with_ctx(stack, i, now, |p, s| p.input(s, &mut rx.bytes()[..got]));
             self.rx = rx;
             let Input { used, next } = match r {
                 Ok(x) => x,
@@ -391,7 +391,7 @@ impl Engine<'_> {
             st.info.stats.bytes_in += n as u64;
             st.info.stats.last_active = now;
             let mut rx = core::mem::replace(&mut self.rx, Area::Slice(&mut []));
-            let r = self.with_ctx(stack, i, now, |p, s| p.input(s, &rx.bytes()[..n]));
+            let r = self.with_ctx(stack, i, now, |p, s| p.input(s, &mut rx.bytes()[..n]));
             self.rx = rx;
             match r {
                 Ok(Input { used, .. }) if used == n => {}

@@ -8,7 +8,6 @@ use alloc::sync::Arc;
 use smoltcp::phy::Device;
 use smoltcp::time::Instant;
 
-use super::super::ctx::put;
 use super::super::handle::{Cmd, Shared};
 use super::super::state::Phase;
 use super::Engine;
@@ -68,8 +67,13 @@ impl Engine<'_> {
                 continue;
             }
             match cmd {
-                Cmd::Write { bytes, pkgs, .. } => {
-                    if let Err(e) = put(st, stack, &mut self.pending, now, &[&bytes], pkgs) {
+                Cmd::Write {
+                    mut bytes, pkgs, ..
+                } => {
+                    let r = self.with_ctx(stack, slot, now, |p, s| {
+                        p.write_remote(s, &mut bytes, pkgs)
+                    });
+                    if let Err(e) = r {
                         self.end(stack, slot, Some(e), now);
                         continue;
                     }
