@@ -51,7 +51,9 @@ fn parse() -> Result<Args, String> {
             }
             "--max-message" => {
                 let v = it.next().ok_or("--max-message wants a size in bytes")?;
-                max_message = v.parse().map_err(|_| format!("--max-message: bad size {v:?}"))?;
+                max_message = v
+                    .parse()
+                    .map_err(|_| format!("--max-message: bad size {v:?}"))?;
             }
             "--deflate" => deflate = true,
             "--help" | "-h" => {

@@ -97,8 +97,11 @@ impl fmt::Display for SessionError {
             ),
             SessionError::Socket(e) => write!(f, "socket error: {e}"),
             SessionError::Protocol { code, what } => {
-                write!(f, "protocol error ({code}): {what}; the peer was told and the \
-                           connection closed")
+                write!(
+                    f,
+                    "protocol error ({code}): {what}; the peer was told and the \
+                           connection closed"
+                )
             }
         }
     }

@@ -6,7 +6,7 @@
 //! Stack events ─▶ Engine ─▶ endpoint (TCP server / client, UDP, UDP client)
 //!                   │          └─▶ Protocol: Service<Codec, Listener> (inline)
 //!                   │                        Pooled<Codec, Listener> (task pool, std)
-//!                   │                        WebSocket (plugs in here)
+//!                   │                        WsServer / WsClient (ustack::ws)
 //!                   └─ one timer wheel: cron, idle, read and write timeouts
 //! ```
 //!

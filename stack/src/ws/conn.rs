@@ -31,14 +31,14 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::close::{parse_close, CloseCode};
+#[cfg(feature = "alloc")]
+use super::deflate::{Deflate, DeflateParams, InflateError};
 use super::frame::{
     apply_mask, FrameHeader, HeaderBytes, Opcode, MAX_CONTROL_PAYLOAD, RSV1, RSV2, RSV3,
 };
 use super::utf8::Utf8Stream;
 use super::Role;
 use crate::session::codec::{CodecError, Out};
-#[cfg(feature = "alloc")]
-use super::deflate::{Deflate, DeflateParams, InflateError};
 
 /// The default largest message, after decompression: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
@@ -47,6 +47,11 @@ pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// connection does not hold on to the buffer of its largest message.
 #[cfg(feature = "alloc")]
 const KEEP_CAPACITY: usize = 4096;
+
+/// Text frames up to this long are validated as they arrive (the reader asks to be
+/// called again for every new byte); longer ones are checked once complete, so that the
+/// caller can assemble them knowing their length.
+const LOOK_AHEAD_MAX: usize = 64 << 10;
 
 /// How a connection behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +154,7 @@ impl fmt::Display for WsError {
 pub enum WriteError {
     /// A close frame was already sent: nothing may follow it (§5.5.1).
     Closed,
-    /// A control frame's payload is over 125 bytes.
+    /// A control frame's payload is over 125 bytes, or it is not final.
     ControlTooLong,
     /// The output had no room.
     NoRoom,
@@ -408,6 +413,9 @@ impl WsConn {
         out: &mut dyn Out,
     ) -> Result<Step<'b>, WsError> {
         if self.close_received {
+            if buf.is_empty() {
+                return Ok(Step::NeedMore { total: None });
+            }
             // Nothing after a close means anything (§5.5.1); drop it.
             return Ok(Step::Frame {
                 used: buf.len(),
@@ -419,7 +427,13 @@ impl WsConn {
             Ok(None) => return Ok(Step::NeedMore { total: None }),
             Err(_) => return Err(self.fail(out, CloseCode::PROTOCOL, "frame length too large")),
         };
-        self.check(&h, store.len(), out)?;
+        // Only an uncompressed message's assembled bytes add up with this frame's; a
+        // compressed one is bounded after inflation.
+        let have = match self.msg {
+            Some(m) if !m.compressed => store.len(),
+            _ => 0,
+        };
+        self.check(&h, have, out)?;
         // `check` bounded the length by max_message_size, which fits a usize.
         let len = h.len as usize;
         let total = hl + len;
@@ -427,7 +441,10 @@ impl WsConn {
             // While text is checked as it arrives, the caller must come back with every
             // new byte, not only once the whole frame is in.
             let text = self.look_ahead(&h, &buf[hl..], out)?;
-            let total = (!text).then_some(total);
+            // Past `max_message_size` a caller buffering input of unknown length would
+            // stop short of the frame's end (the header adds to it): say the length.
+            let known = !text || total > LOOK_AHEAD_MAX || total > self.cfg.max_message_size;
+            let total = known.then_some(total);
             return Ok(Step::NeedMore { total });
         }
         let peek = core::mem::take(&mut self.peek);
@@ -640,7 +657,11 @@ impl WsConn {
         match d.decompress(payload, fin, v, self.cfg.max_message_size) {
             Ok(()) => {}
             Err(InflateError::TooBig { .. }) => {
-                return Err(self.fail(out, CloseCode::TOO_BIG, "message larger than max_message_size"))
+                return Err(self.fail(
+                    out,
+                    CloseCode::TOO_BIG,
+                    "message larger than max_message_size",
+                ))
             }
             Err(InflateError::Corrupt(what)) => {
                 return Err(self.fail(out, CloseCode::INVALID_DATA, what))
@@ -697,6 +718,9 @@ impl WsConn {
     ) -> Result<(), WriteError> {
         if self.close_sent {
             return Err(WriteError::Closed);
+        }
+        if h.opcode.is_control() && (payload.len() > MAX_CONTROL_PAYLOAD || !h.fin) {
+            return Err(WriteError::ControlTooLong);
         }
         h.mask = self.key();
         h.len = payload.len() as u64;
@@ -816,3 +840,7 @@ impl WsConn {
         &self.scratch
     }
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;

@@ -45,8 +45,8 @@ use super::handshake::{
 use super::Role;
 use crate::session::codec::{Codec, Out};
 use crate::session::{
-    decode_all, Ctx, EventListener, Framed, Framer, Input, Kind, Next, Protocol, Reject,
-    Service, Session, SessionError,
+    decode_all, Ctx, EventListener, Framed, Framer, Input, Kind, Next, Protocol, Reject, Service,
+    Session, SessionError,
 };
 
 /// How long a connection may take to send its upgrade request.
@@ -111,7 +111,9 @@ impl WsSession<'_> {
         if let Some(c) = self.conn() {
             c.send_opcode = Opcode::Text;
         }
-        let r = self.ctx.write_bytes(text.as_bytes());
+        let r = self
+            .ctx
+            .write_with(1, |sink| Ok(sink.put(text.as_bytes())?));
         if let Some(c) = self.conn() {
             c.send_opcode = Opcode::Binary;
         }
@@ -120,7 +122,7 @@ impl WsSession<'_> {
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        self.ctx.write_bytes(bytes)
+        self.ctx.write_with(1, |sink| Ok(sink.put(bytes)?))
     }
 
     /// Sends a ping (at most 125 bytes).
@@ -304,9 +306,10 @@ impl<'a> Slots<'a> {
                 if v.len() <= i {
                     v.resize_with(i + 1, || None);
                 }
-                Some(&mut **v[i].get_or_insert_with(|| {
-                    alloc::boxed::Box::new(Slot::new(MsgBuf::heap()))
-                }))
+                Some(
+                    &mut **v[i]
+                        .get_or_insert_with(|| alloc::boxed::Box::new(Slot::new(MsgBuf::heap()))),
+                )
             }
             Slots::Fixed(f) => f.get_mut(i).map(|s| &mut s.0),
         }
@@ -396,13 +399,14 @@ impl<'a, L: WsListener> Core<'a, L> {
 
     /// A new connection: fresh state, and the cron timer becomes the upgrade deadline.
     fn begin(&mut self, s: &mut Ctx<'_>, role: Role) -> Result<&mut Slot<'a>, Reject> {
-        let i = s.index().ok_or(Reject("WebSocket sessions run on the stack thread"))?;
+        let i = s
+            .index()
+            .ok_or(Reject("WebSocket sessions run on the stack thread"))?;
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
-        let slot = self
-            .slots
-            .get(i)
-            .ok_or(Reject("no WebSocket state for this session: give WsStorage one slot per engine session"))?;
+        let slot = self.slots.get(i).ok_or(Reject(
+            "no WebSocket state for this session: give WsStorage one slot per engine session",
+        ))?;
         slot.id = s.id().0;
         slot.phase = Phase::Upgrading { since: s.now() };
         slot.conn = WsConn::with_seed(role, self.opts.ws, seed);
@@ -458,7 +462,9 @@ impl<'a, L: WsListener> Core<'a, L> {
         };
         if !ok {
             let mut out = Replies::new();
-            let _ = slot.conn.write_close(CloseCode::POLICY, "refused", &mut out);
+            let _ = slot
+                .conn
+                .write_close(CloseCode::POLICY, "refused", &mut out);
             let _ = s.write_raw(&[&out], 0);
             s.close();
             return Ok(Input {
@@ -475,7 +481,9 @@ impl<'a, L: WsListener> Core<'a, L> {
     }
 
     fn input_open(&mut self, s: &mut Ctx<'_>, buf: &mut [u8]) -> Result<Input, SessionError> {
-        let Core { listener, slots, .. } = self;
+        let Core {
+            listener, slots, ..
+        } = self;
         let Some(slot) = s.index().and_then(|i| slots.get(i)) else {
             return Err(SessionError::Socket(crate::Error::Closed));
         };
@@ -490,7 +498,9 @@ impl<'a, L: WsListener> Core<'a, L> {
 
     fn cron(&mut self, s: &mut Ctx<'_>, on_deadline: &[u8]) {
         let (ping, timeout) = (self.opts.ping_on_cron, self.opts.upgrade_timeout);
-        let Core { listener, slots, .. } = self;
+        let Core {
+            listener, slots, ..
+        } = self;
         let Some(slot) = s.index().and_then(|i| slots.get(i)) else {
             return;
         };
@@ -528,7 +538,9 @@ impl<'a, L: WsListener> Core<'a, L> {
     }
 
     fn error(&mut self, s: &mut Ctx<'_>, e: &SessionError) {
-        let Core { listener, slots, .. } = self;
+        let Core {
+            listener, slots, ..
+        } = self;
         let Some(slot) = s.index().and_then(|i| slots.get(i)) else {
             return;
         };
@@ -563,7 +575,11 @@ impl<'a, L: WsListener> Core<'a, L> {
                     CloseCode::GOING_AWAY => "idle timeout",
                     _ => "",
                 };
-                if slot.conn.write_close(slot.end_code, reason, &mut out).is_ok() {
+                if slot
+                    .conn
+                    .write_close(slot.end_code, reason, &mut out)
+                    .is_ok()
+                {
                     let _ = s.write_last(&[&out]);
                 }
             }
@@ -682,7 +698,12 @@ pub struct WsServer<'a, L, H = NoHooks> {
 impl<L: WsListener> WsServer<'static, L, NoHooks> {
     /// A server with default handshake settings (no subprotocols, no compression).
     pub fn new(listener: L) -> Self {
-        WsServer::with_options(listener, NoHooks, ServerConfig::default(), WsOptions::default())
+        WsServer::with_options(
+            listener,
+            NoHooks,
+            ServerConfig::default(),
+            WsOptions::default(),
+        )
     }
 }
 
@@ -699,7 +720,7 @@ impl<'a, L: WsListener, H: UpgradeHooks> WsServer<'a, L, H> {
     }
 
     /// As [`with_options`](Self::with_options), with per-session state in `storage` (one
-    /// slot per engine session): no heap.
+    /// slot per engine session): no heap. permessage-deflate is then declined.
     pub fn with_storage(
         listener: L,
         hooks: H,
@@ -757,6 +778,11 @@ impl<L: WsListener, H: UpgradeHooks> Protocol for WsServer<'_, L, H> {
         if let (true, Some(d)) = (full, self.cfg.deflate.as_mut()) {
             d.server_no_context_takeover = true;
             d.client_no_context_takeover = true;
+        }
+        // Compressed messages inflate into a heap buffer: caller storage declines deflate.
+        #[cfg(feature = "alloc")]
+        if matches!(self.core.slots, Slots::Fixed(_)) {
+            self.cfg.deflate = None;
         }
         let _ = full;
         let mut resp = core::mem::take(&mut self.core.resp);
@@ -855,6 +881,12 @@ impl<'a, L: WsListener> WsClient<'a, L> {
         opts: WsOptions,
         storage: &'a mut [WsSlotState<'a>],
     ) -> Self {
+        // Compressed messages inflate into a heap buffer: caller storage offers no deflate.
+        #[cfg(feature = "alloc")]
+        let cfg = ClientConfig {
+            deflate: None,
+            ..cfg
+        };
         WsClient {
             core: Core::new(listener, opts, Slots::Fixed(storage)),
             cfg,

@@ -70,9 +70,8 @@ impl Engine<'_> {
                 Cmd::Write {
                     mut bytes, pkgs, ..
                 } => {
-                    let r = self.with_ctx(stack, slot, now, |p, s| {
-                        p.write_remote(s, &mut bytes, pkgs)
-                    });
+                    let r =
+                        self.with_ctx(stack, slot, now, |p, s| p.write_remote(s, &mut bytes, pkgs));
                     if let Err(e) = r {
                         self.end(stack, slot, Some(e), now);
                         continue;
