@@ -120,7 +120,7 @@ fn run(args: &Args) -> Result<(), String> {
         if args.deflate { "on" } else { "off" }
     );
     let stop = stop_flag();
-    runtime::run_engine(&mut stack, &mut engine, PollMode::Block, &stop)
+    runtime::run_engine(&mut stack, &mut engine, PollMode::Block, stop)
         .map_err(|e| format!("poll loop failed: {e}"))?;
     let st = engine.stats();
     info!(

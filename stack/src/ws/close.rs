@@ -109,10 +109,14 @@ mod tests {
 
     #[test]
     fn codes_autobahn_checks() {
-        for ok in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999] {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+        ] {
             assert!(CloseCode(ok).is_sendable(), "{ok}");
         }
-        for bad in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for bad in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(bad).is_sendable(), "{bad}");
             let p = bad.to_be_bytes();
             assert_eq!(parse_close(&p).unwrap_err().code, CloseCode::PROTOCOL);
@@ -122,7 +126,10 @@ mod tests {
     #[test]
     fn payloads() {
         assert_eq!(parse_close(b""), Ok(None));
-        assert_eq!(parse_close(b"\x03\xe9"), Ok(Some((CloseCode::GOING_AWAY, ""))));
+        assert_eq!(
+            parse_close(b"\x03\xe9"),
+            Ok(Some((CloseCode::GOING_AWAY, "")))
+        );
         let e = parse_close(b"\x03\xe8\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80")
             .unwrap_err();
         assert_eq!(e.code, CloseCode::INVALID_DATA);

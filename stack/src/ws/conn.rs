@@ -501,13 +501,28 @@ impl WsConn {
         } else if matches!(h.opcode, Opcode::Text | Opcode::Binary) && self.msg.is_some() {
             proto("new message before the fragmented one finished")
         } else if !h.opcode.is_control()
-            && (have as u64).saturating_add(h.len) > self.cfg.max_message_size as u64
+            && (have as u64).saturating_add(h.len) > self.frame_limit(h) as u64
         {
             Err((CloseCode::TOO_BIG, "message larger than max_message_size"))
         } else {
             Ok(())
         };
         r.map_err(|(code, what)| self.fail(out, code, what))
+    }
+
+    /// The most payload a data frame may carry. A compressed message is held to
+    /// `max_message_size` after inflation; its frames may be a little longer than that,
+    /// since incompressible data grows by deflate's block overhead.
+    fn frame_limit(&self, h: &FrameHeader) -> usize {
+        let max = self.cfg.max_message_size;
+        let compressed = match h.opcode {
+            Opcode::Continuation => self.msg.is_some_and(|m| m.compressed),
+            _ => h.rsv & RSV1 != 0,
+        };
+        match compressed {
+            true => max.saturating_add(max / 8).saturating_add(64),
+            false => max,
+        }
     }
 
     fn deflating(&self) -> bool {

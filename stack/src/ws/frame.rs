@@ -353,10 +353,7 @@ mod tests {
         let h = FrameHeader::new(Opcode::Binary, 256);
         assert_eq!(&*h.to_bytes(), &[0x82, 0x7e, 0x01, 0x00]);
         let h = FrameHeader::new(Opcode::Binary, 65536);
-        assert_eq!(
-            &*h.to_bytes(),
-            &[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0][..]
-        );
+        assert_eq!(&*h.to_bytes(), &[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0][..]);
         let ping = FrameHeader::parse(&[0x89, 0x05]).unwrap().unwrap();
         assert_eq!(ping, (FrameHeader::new(Opcode::Ping, 5), 2));
     }
@@ -388,7 +385,10 @@ mod tests {
     fn top_bit_of_a_64_bit_length_is_refused() {
         let b = [0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 1];
         assert_eq!(FrameHeader::parse(&b), Err(BadLength));
-        assert_eq!(Frame::new_checked(&b[..]).err(), Some(FrameError::BadLength));
+        assert_eq!(
+            Frame::new_checked(&b[..]).err(),
+            Some(FrameError::BadLength)
+        );
     }
 
     #[test]

@@ -125,7 +125,8 @@ mod tests {
     #[test]
     fn fails_fast() {
         let mut v = Utf8Stream::new();
-        v.feed(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5").unwrap();
+        v.feed(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5")
+            .unwrap();
         assert_eq!(v.feed(b"\xf4"), Ok(()));
         assert_eq!(v.feed(b"\x90"), Err(Utf8Error));
         let mut v = Utf8Stream::new();

@@ -217,10 +217,15 @@ pub fn client_response<'b>(
 
     let mut encoded = [0u8; 24];
     let _ = base64::engine::general_purpose::STANDARD.encode_slice(key, &mut encoded);
-    match view.header("sec-websocket-accept").map(trim) {
-        None => return Err(HandshakeError::Missing("Sec-WebSocket-Accept")),
-        Some(accept) if accept != accept_key(&encoded) => return Err(HandshakeError::BadAccept),
-        Some(_) => {}
+    let mut accepts = view.headers_named("sec-websocket-accept").map(trim);
+    match (accepts.next(), accepts.next()) {
+        (None, _) => return Err(HandshakeError::Missing("Sec-WebSocket-Accept")),
+        // Two answers cannot both be right (RFC 6455 §4.1): fail rather than pick one.
+        (Some(_), Some(_)) => return Err(HandshakeError::BadAccept),
+        (Some(accept), None) if accept != accept_key(&encoded) => {
+            return Err(HandshakeError::BadAccept)
+        }
+        (Some(_), None) => {}
     }
 
     let protocol = selected_protocol(&view, cfg)?;

@@ -243,6 +243,9 @@ pub fn server_upgrade<'b>(
     out: &mut dyn Out,
 ) -> Upgrade<'b> {
     let mut table = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    // Nothing past the limit is looked at, so the answer does not depend on how the bytes
+    // arrived: a request that is too long is 431 whatever follows.
+    let buf = &buf[..buf.len().min(cfg.max_request.saturating_add(1))];
     match parse_request(buf, &mut table) {
         Ok(Some((req, used))) if used <= cfg.max_request => answer(&req, used, cfg, hooks, out),
         Ok(Some((_, used))) => refuse(out, used, &Rejection::new(431)),
