@@ -335,6 +335,14 @@ impl<'x> Ctx<'x> {
         }
     }
 
+    /// Tells the engine the protocol holds part of a message (the read timeout runs
+    /// until it is whole), or no longer does.
+    pub(crate) fn set_mid_message(&mut self, mid: bool) {
+        if let Some(st) = self.slot_mut() {
+            st.mid = mid;
+        }
+    }
+
     /// The framer this context writes messages through, if any.
     pub(crate) fn framer(&mut self) -> Option<&mut dyn Framer> {
         match &mut self.inner {

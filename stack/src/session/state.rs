@@ -63,6 +63,9 @@ pub struct SessionSlot {
     pub(crate) want: usize,
     /// When the unfinished package began.
     pub(crate) partial_since: Option<Instant>,
+    /// The protocol holds part of a message although every byte was consumed (a
+    /// WebSocket message between its fragments): the read timeout keeps running.
+    pub(crate) mid: bool,
     pub(crate) asm: Option<Assembly>,
     pub(crate) pending: Option<Pending>,
     /// Reading stopped because the handler side is full; retried every engine poll.
@@ -118,6 +121,7 @@ impl SessionSlot {
         info: NO_INFO,
         want: 0,
         partial_since: None,
+        mid: false,
         asm: None,
         pending: None,
         paused: false,

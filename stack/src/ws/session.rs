@@ -646,6 +646,7 @@ fn frames<L: WsListener>(
         }
         let mut replies = Replies::new();
         let step = conn.read(&mut buf[used..], store, &mut replies);
+        s.set_mid_message(conn.mid_message());
         if !replies.is_empty() {
             s.write_raw(&[&replies], 0)?;
         }

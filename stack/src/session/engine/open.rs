@@ -268,6 +268,7 @@ impl<'a> Engine<'a> {
         st.info.local = local;
         st.info.peer = peer;
         st.info.limits = self.endpoints[ep].limits;
+        st.mid = false;
         st.phase = Phase::Open;
         self.endpoints[ep].open += 1;
         if let Err(r) = self.with_ctx(stack, i, now, |p, s| p.open(s)) {

@@ -113,9 +113,11 @@ impl Engine<'_> {
             let left = queued - used;
             if used > 0 {
                 st.info.stats.last_active = now;
-                st.partial_since = None;
+                if !st.mid {
+                    st.partial_since = None;
+                }
             }
-            if left > 0 && st.partial_since.is_none() {
+            if (left > 0 || st.mid) && st.partial_since.is_none() {
                 st.partial_since = Some(now);
             }
             st.want = 0;
@@ -265,7 +267,11 @@ impl Engine<'_> {
         let left = self.assembly.get(a.buf).len();
         let st = &mut self.slots[i];
         if used > 0 {
-            st.partial_since = (left > 0).then_some(now);
+            st.partial_since = match (st.mid, left > 0) {
+                (true, _) => st.partial_since.or(Some(now)),
+                (false, true) => Some(now),
+                (false, false) => None,
+            };
         }
         if left == 0 {
             self.assembly.give(a.buf);
