@@ -427,6 +427,22 @@ impl WsConn {
             Ok(None) => return Ok(Step::NeedMore { total: None }),
             Err(_) => return Err(self.fail(out, CloseCode::PROTOCOL, "frame length too large")),
         };
+        if let Some(total) = self.plain_whole(&h, hl, buf.len()) {
+            self.peek.checked = 0;
+            let payload = &mut buf[hl..total];
+            if let Some(k) = h.mask {
+                apply_mask(payload, k, 0);
+            }
+            let msg = match h.opcode {
+                Opcode::Text => match core::str::from_utf8(payload) {
+                    Ok(t) => Message::Text(t),
+                    Err(_) => return Err(self.bad_utf8(out)),
+                },
+                _ => Message::Binary(payload),
+            };
+            let event = Some(Event::Message(msg));
+            return Ok(Step::Frame { used: total, event });
+        }
         // Only an uncompressed message's assembled bytes add up with this frame's; a
         // compressed one is bounded after inflation.
         let have = match self.msg {
@@ -475,6 +491,20 @@ impl WsConn {
             _ => self.data(&h, payload, peek, store, out)?,
         };
         Ok(Step::Frame { used: total, event })
+    }
+
+    /// The common case, which takes the short way: a whole, unfragmented, uncompressed
+    /// message that breaks no rule and is all in the buffer. Its length, header included.
+    #[inline]
+    fn plain_whole(&self, h: &FrameHeader, hl: usize, have: usize) -> Option<usize> {
+        let masked_right = h.mask.is_some() == (self.role == Role::Server);
+        let plain = h.fin && h.rsv == 0 && self.msg.is_none() && masked_right;
+        if !plain || !matches!(h.opcode, Opcode::Text | Opcode::Binary) {
+            return None;
+        }
+        let len = usize::try_from(h.len).ok()?;
+        let total = hl.checked_add(len)?;
+        (len <= self.cfg.max_message_size && total <= have).then_some(total)
     }
 
     /// Every rule a frame header can break, with its close code.
@@ -700,6 +730,7 @@ impl WsConn {
         Err(self.fail(out, CloseCode::PROTOCOL, "RSV1 without deflate"))
     }
 
+    #[cold]
     fn bad_utf8(&mut self, out: &mut dyn Out) -> WsError {
         self.fail(out, CloseCode::INVALID_DATA, "text is not valid UTF-8")
     }
