@@ -25,12 +25,12 @@ pub mod frames;
 pub mod ingress;
 mod ready;
 pub mod session;
-pub mod ws;
 mod slot;
 mod stack;
 mod stats;
 mod tcp;
 mod udp;
+pub mod ws;
 
 #[cfg(feature = "std")]
 pub mod runtime;
