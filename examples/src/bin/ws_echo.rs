@@ -101,6 +101,8 @@ fn run(args: &Args) -> Result<(), String> {
     let mut stack = Stack::new(config, tap, runtime::now()).map_err(|e| e.to_string())?;
     let mut engine = Engine::new(&stack, runtime::now());
     let mut opts = ServerOptions::default();
+    // Request/response traffic: an echo's tail segment must not wait for a delayed ACK.
+    opts.tcp.nodelay = true;
     opts.limits.max_msg_len = args.max_message;
     opts.limits.max_write_queue = args.max_message.max(1 << 20) * 2;
     engine.set_pool_limit(args.max_message.saturating_mul(8).max(64 << 20));
