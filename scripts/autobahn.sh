@@ -161,8 +161,8 @@ RUNS = [
     ("client", "Client (`ws_autobahn_client`), permessage-deflate off"),
     ("client-deflate", "Client (`ws_autobahn_client --deflate`), permessage-deflate on"),
 ]
-# 12.x.1 / 13.x.1: kosoku passes an uncompressed text echo (16 B < compress_min) to the case
-# code as str, which fails hashing it (ERROR); listed apart (see CONFORMANCE.md).
+# 12.x.1 / 13.x.1: kosoku passes an uncompressed text echo (a peer with compress_min > 16)
+# to the case code as str, which fails hashing it (ERROR); listed apart (see CONFORMANCE.md).
 KOSOKU_BUG = re.compile(r"^1[23]\.\d+\.1$")
 
 def key(case):
