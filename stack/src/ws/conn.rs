@@ -606,7 +606,8 @@ impl WsConn {
         Ok(true)
     }
 
-    /// A data frame, unmasked: a whole message, or a fragment of one.
+    /// A data frame, unmasked, that the short way in `read` did not take: a fragment, a
+    /// compressed message, or the last fragment of one (assembled in `store`).
     fn data<'b>(
         &mut self,
         h: &FrameHeader,
@@ -628,16 +629,6 @@ impl WsConn {
         };
         if part.compressed {
             return self.inflate(h.fin, part, payload, store, out);
-        }
-        if h.fin && self.msg.is_none() {
-            // The common case: the message is this frame, handed out where it lies.
-            return match part.text {
-                true => match core::str::from_utf8(payload) {
-                    Ok(t) => Ok(Some(Event::Message(Message::Text(t)))),
-                    Err(_) => Err(self.bad_utf8(out)),
-                },
-                false => Ok(Some(Event::Message(Message::Binary(payload)))),
-            };
         }
         if part.text {
             // What the look-ahead checked need not be checked again.

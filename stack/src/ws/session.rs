@@ -150,8 +150,7 @@ impl WsSession<'_> {
 
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&mut self) -> Option<&str> {
-        let st = self.ctx.framer()?.as_any().downcast_mut::<WsConn>()?;
-        st.protocol.as_deref()
+        self.conn()?.protocol.as_deref()
     }
 }
 
@@ -350,9 +349,8 @@ impl Default for WsOptions {
 #[cfg(feature = "std")]
 fn default_seed() -> [u8; 32] {
     let mut s = [0u8; 32];
-    // SAFETY-free: getrandom(2) through libc would need unsafe; std's RandomState is
-    // seeded from the system's entropy once per thread, and mixing the time keeps
-    // successive seeds apart.
+    // getrandom(2) through libc would need `unsafe`; std's RandomState is seeded from the
+    // system's entropy, and mixing in the time keeps successive seeds apart.
     use std::hash::{BuildHasher, Hasher};
     for (i, c) in s.chunks_mut(8).enumerate() {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
