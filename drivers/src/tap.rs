@@ -15,6 +15,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -594,6 +595,17 @@ impl TapBuilder {
     /// }
     /// ```
     pub fn create(self) -> io::Result<TapDevice> {
+        // Opening attaches to an existing TAP of that name, and dropping the device would
+        // then delete someone else's interface: refuse instead.
+        if !self.name.is_empty() && Path::new("/sys/class/net").join(&self.name).exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "interface `{0}` already exists; choose another name, or remove it with `ip link del {0}` if nothing uses it",
+                    self.name
+                ),
+            ));
+        }
         let mut device = TapDevice::open(&self.name)?;
         let name = device.name().to_owned();
         // From here on, dropping `device` (also on error) deletes the interface.

@@ -2,5 +2,6 @@
 //! signal handling. Integration tests reuse [`echo::Echo`] as the ustack-side server.
 
 pub mod cli;
+pub mod demo;
 pub mod echo;
 pub mod signal;

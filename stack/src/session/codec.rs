@@ -279,6 +279,66 @@ impl Codec for LengthPrefixed {
     }
 }
 
+/// No framing: whatever bytes have arrived form one package (a datagram is one package on
+/// UDP). What an echo or a proxy wants; encoding copies the bytes as they are.
+///
+/// A package is checked against the session's `max_msg_len` like any other, so on a
+/// stream whose receive buffer is larger than that limit, cap packages with
+/// [`Raw::up_to`] (never on UDP: it would split datagrams).
+///
+/// ```
+/// use ustack::session::codec::{Codec, Decoded, Raw};
+/// assert_eq!(Raw::new().decode(b"").unwrap(), Decoded::NeedMore);
+/// assert_eq!(Raw::new().decode(b"any bytes").unwrap(), Decoded::Packet(&b"any bytes"[..], 9));
+/// assert_eq!(Raw::up_to(3).decode(b"any bytes").unwrap(), Decoded::Packet(&b"any"[..], 3));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raw {
+    max: usize,
+}
+
+impl Raw {
+    /// Everything that has arrived is one package.
+    pub const fn new() -> Self {
+        Raw { max: usize::MAX }
+    }
+
+    /// Packages of at most `max` bytes (at least 1).
+    pub const fn up_to(max: usize) -> Self {
+        Raw {
+            max: if max == 0 { 1 } else { max },
+        }
+    }
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        Raw::new()
+    }
+}
+
+impl Codec for Raw {
+    type Pkg<'b> = &'b [u8];
+    type Error = CodecError;
+
+    fn decode<'b>(&mut self, buf: &'b [u8]) -> Result<Decoded<&'b [u8]>, CodecError> {
+        match buf.len().min(self.max) {
+            0 => Ok(Decoded::NeedMore),
+            n => Ok(Decoded::Packet(&buf[..n], n)),
+        }
+    }
+
+    fn encode<O: Out + ?Sized>(&mut self, pkg: &&[u8], out: &mut O) -> Result<(), CodecError> {
+        if out.room() < pkg.len() {
+            return Err(CodecError::NoRoom {
+                need: pkg.len(),
+                room: out.room(),
+            });
+        }
+        out.put(pkg)
+    }
+}
+
 /// Packages that end with `\n`; a `\r` before it is dropped too. The newline is not part of
 /// the package, so a package cannot contain one, nor end with `\r`.
 ///

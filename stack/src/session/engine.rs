@@ -658,6 +658,11 @@ impl<'a> Engine<'a> {
 
     /// Runs `f` on every open session of endpoint `id` on the stack thread: for
     /// broadcasts, or for closing sessions from outside a callback.
+    ///
+    /// `f` sees each session as its protocol's callbacks do (through
+    /// [`Protocol::visit`](super::Protocol::visit)): on a WebSocket endpoint, writes are
+    /// binary messages, [`WsSession::from_ctx`](crate::ws::WsSession::from_ctx) sends text
+    /// or a close code, and sessions whose upgrade has not completed are skipped.
     pub fn each_session<D: Device>(
         &mut self,
         stack: &mut Stack<'_, D>,
@@ -668,7 +673,7 @@ impl<'a> Engine<'a> {
         for i in 0..self.slots.len() {
             let st = &self.slots[i];
             if st.phase == Phase::Open && st.endpoint == id.0 {
-                self.with_ctx(stack, i, now, |_, s| f(s));
+                self.with_ctx(stack, i, now, |p, s| p.visit(s, &mut f));
                 self.after_callback(stack, i, now);
                 self.rearm(stack, i, now);
             }

@@ -93,6 +93,13 @@ pub trait Protocol {
     ) -> Result<(), SessionError> {
         s.write_raw(&[bytes], pkgs)
     }
+    /// Hands `f` the session's context as the protocol's own callbacks see it, for
+    /// [`Engine::each_session`](super::Engine::each_session): plain by default; a protocol
+    /// that frames its messages (WebSocket) frames writes made through it, and skips
+    /// sessions that cannot take messages yet.
+    fn visit(&mut self, s: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>)) {
+        f(s)
+    }
     /// The cron period passed.
     fn cron(&mut self, s: &mut Ctx<'_>);
     /// An error is ending the session.

@@ -94,6 +94,28 @@ pub struct WsSession<'x> {
 }
 
 impl WsSession<'_> {
+    /// The WebSocket view of a session context handed out by
+    /// [`Engine::each_session`](crate::session::Engine::each_session); `None` if the
+    /// session is not an open WebSocket session.
+    ///
+    /// ```
+    /// use ustack::session::Ctx;
+    /// use ustack::ws::WsSession;
+    /// // Inside `engine.each_session(&mut stack, chat, now, |ctx| ...)`:
+    /// fn tell(ctx: &mut Ctx<'_>, line: &str) {
+    ///     if let Some(mut ws) = WsSession::from_ctx(ctx) {
+    ///         let _ = ws.send_text(line);
+    ///     }
+    /// }
+    /// ```
+    pub fn from_ctx<'y>(ctx: &'y mut Ctx<'_>) -> Option<WsSession<'y>> {
+        let mut ws = WsSession {
+            ctx: ctx.reborrow(),
+        };
+        ws.conn()?;
+        Some(ws)
+    }
+
     fn conn(&mut self) -> Option<&mut WsConn> {
         self.ctx.framer()?.as_any().downcast_mut::<WsConn>()
     }
@@ -494,6 +516,15 @@ impl<'a, L: WsListener> Core<'a, L> {
         }
     }
 
+    /// Open sessions get their context with the framer; others are not WebSocket yet.
+    fn visit(&mut self, s: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>)) {
+        if let Some(slot) = self.slot(s) {
+            if slot.phase == (Phase::Open { opened: true }) && !slot.conn.close_sent() {
+                f(&mut s.with_framer(&mut slot.conn));
+            }
+        }
+    }
+
     fn cron(&mut self, s: &mut Ctx<'_>, on_deadline: &[u8]) {
         let (ping, timeout) = (self.opts.ping_on_cron, self.opts.upgrade_timeout);
         let Core {
@@ -817,6 +848,7 @@ impl<L: WsListener, H: UpgradeHooks> Protocol for WsServer<'_, L, H> {
                     protocol.and_then(|p| heapless::String::try_from(p).ok());
                 #[cfg(feature = "alloc")]
                 let level = self.cfg.deflate.map_or(0, |d| d.level);
+                s.set_user_data(self.hooks.session_data());
                 match s.write_raw(&[&resp], 0) {
                     Ok(()) => self.core.upgraded(
                         s,
@@ -841,6 +873,10 @@ impl<L: WsListener, H: UpgradeHooks> Protocol for WsServer<'_, L, H> {
         pkgs: u64,
     ) -> Result<(), SessionError> {
         self.core.write_remote(s, bytes, pkgs)
+    }
+
+    fn visit(&mut self, s: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>)) {
+        self.core.visit(s, f)
     }
 
     fn cron(&mut self, s: &mut Ctx<'_>) {
@@ -969,6 +1005,10 @@ impl<L: WsListener> Protocol for WsClient<'_, L> {
         pkgs: u64,
     ) -> Result<(), SessionError> {
         self.core.write_remote(s, bytes, pkgs)
+    }
+
+    fn visit(&mut self, s: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>)) {
+        self.core.visit(s, f)
     }
 
     fn cron(&mut self, s: &mut Ctx<'_>) {

@@ -132,6 +132,15 @@ pub trait UpgradeHooks {
         Ok(())
     }
 
+    /// The upgrade was accepted: the value the session's
+    /// [`user_data`](crate::session::Ctx::user_data) starts with, read by
+    /// [`WsServer`](crate::ws::WsServer) before `on_open`. One endpoint can serve several
+    /// paths this way: note the path in [`on_request`](Self::on_request), return its route
+    /// here, and let the listener dispatch on `user_data()`.
+    fn session_data(&mut self) -> u64 {
+        0
+    }
+
     /// Answers a GET that is not an upgrade. `None` answers 426 Upgrade Required.
     fn on_get(&mut self, req: &Request<'_, '_>) -> Option<Response<'_>> {
         let _ = req;
