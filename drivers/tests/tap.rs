@@ -1,6 +1,6 @@
 //! TAP tests against the real kernel. They need root (or CAP_NET_ADMIN plus
-//! CAP_SYS_ADMIN for namespaces), /dev/net/tun and iproute2; they skip with a
-//! message when USTACK_SKIP_PRIVILEGED=1 or when not running as root.
+//! CAP_SYS_ADMIN for namespaces), /dev/net/tun and iproute2; without root they
+//! fail saying so, and they skip only when USTACK_SKIP_PRIVILEGED=1.
 
 use std::io;
 use std::net::UdpSocket;
@@ -23,8 +23,10 @@ fn privileged() -> bool {
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (or set USTACK_SKIP_PRIVILEGED=1 to silence)");
-        return false;
+        panic!(
+            "these tests need root (TAP devices, network namespaces): run them with sudo, \
+             or set USTACK_SKIP_PRIVILEGED=1 to skip them"
+        );
     }
     true
 }
@@ -226,6 +228,46 @@ fn errors_say_what_to_do() {
     let err = TapDevice::open(&name).unwrap_err();
     assert!(err.to_string().contains("already"), "{err}");
     eprintln!("{err}");
+}
+
+#[test]
+fn create_refuses_an_existing_name_and_leaves_that_interface_alone() {
+    if !privileged() {
+        return;
+    }
+    // A veth stands for anyone else's interface: create must not adopt (and later
+    // delete) it.
+    let name = unique("utx");
+    let peer = format!("{name}p");
+    let out = ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = TapBuilder::new(&name)
+        .host_addr("10.78.0.1/24")
+        .create()
+        .unwrap_err();
+    let still_there = ip(&["link", "show", &name]).unwrap().status.success();
+    let _ = ip(&["link", "del", &name]);
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("`{name}` already exists")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ip link del"), "{err}");
+    assert!(
+        still_there,
+        "the failed create removed the existing interface"
+    );
+
+    // The same for a TAP that is alive in this process.
+    let tap = TapDevice::create(&unique("utx"), "10.79.0.1/24").unwrap();
+    let err = TapDevice::create(tap.name(), "10.79.1.1/24").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+    assert!(ip(&["link", "show", tap.name()]).unwrap().status.success());
 }
 
 #[test]

@@ -821,3 +821,105 @@ fn a_message_of_exactly_max_msg_len_is_accepted_whatever_its_type() {
     assert_eq!(lens, [MAX, MAX, MAX - 10]);
     assert!(clog.borrow().msgs == msgs);
 }
+
+/// Routes `/a` and `/b` to tags 1 and 2 through `session_data`.
+struct Paths(u64);
+
+impl ustack::ws::handshake::UpgradeHooks for Paths {
+    fn on_request(&mut self, path: &[u8]) -> Result<(), ustack::ws::handshake::Rejection> {
+        self.0 = match path {
+            b"/a" => 1,
+            b"/b" => 2,
+            _ => return Err(404.into()),
+        };
+        Ok(())
+    }
+
+    fn session_data(&mut self) -> u64 {
+        self.0
+    }
+}
+
+/// A plain TCP client that sends half an upgrade request and records what comes back.
+struct HalfRequest(Rc<RefCell<Vec<u8>>>);
+
+impl EventListener<ustack::session::codec::Raw> for HalfRequest {
+    fn on_open(&mut self, s: &mut Session<'_, ustack::session::codec::Raw>) -> Result<(), Reject> {
+        s.write_bytes(b"GET /a HTTP/1.1\r\nHost: x\r\n").unwrap();
+        Ok(())
+    }
+
+    fn on_message(&mut self, _: &mut Session<'_, ustack::session::codec::Raw>, pkg: &[u8]) {
+        self.0.borrow_mut().extend_from_slice(pkg);
+    }
+}
+
+#[test]
+fn each_session_broadcasts_framed_messages_by_route_and_skips_upgrades_in_progress() {
+    let link = PipeLink::<64, 1514>::new();
+    let mut p = Pair::new(&link);
+    let slog = Shared::default();
+    let server = WsServer::with_options(Rec::new(&slog), Paths(0), ServerConfig::default(), opts());
+    let id =
+        p.ea.tcp_server(&mut p.a, 9001, ServerOptions::default(), server)
+            .unwrap();
+    let logs: Vec<Shared> = (0..3).map(|_| Shared::default()).collect();
+    for (log, path) in logs.iter().zip(["/a", "/a", "/b"]) {
+        p.client(WsClient::new(
+            Rec::new(log),
+            ClientConfig::new(HOST, path),
+            opts(),
+        ));
+    }
+    let half = Rc::new(RefCell::new(Vec::new()));
+    p.client(Service::new(
+        ustack::session::codec::Raw::new(),
+        HalfRequest(half.clone()),
+    ));
+    assert!(p.run(Duration::from_secs(5), |p| {
+        slog.borrow().count("open") == 3 && p.ea.session_count() == 4
+    }));
+
+    // Tag 1 gets text through the WebSocket view; tag 2 writes through the plain context,
+    // which a WebSocket endpoint frames as one binary message. The half-upgraded session
+    // is not handed out at all.
+    let mut seen = Vec::new();
+    p.ea.each_session(&mut p.a, id, p.now, |ctx| {
+        seen.push(ctx.user_data());
+        if ctx.user_data() == 1 {
+            WsSession::from_ctx(ctx).unwrap().send_text("to a").unwrap();
+        } else {
+            ctx.write_bytes(b"to b").unwrap();
+        }
+    });
+    seen.sort();
+    assert_eq!(seen, [1, 1, 2]);
+    assert!(p.run(Duration::from_secs(5), |_| logs.iter().all(|l| l
+        .borrow()
+        .msgs
+        .len()
+        == 1)));
+    assert_eq!(logs[0].borrow().msgs, [Msg::Text("to a".into())]);
+    assert_eq!(logs[1].borrow().msgs, [Msg::Text("to a".into())]);
+    assert_eq!(logs[2].borrow().msgs, [Msg::Binary(b"to b".to_vec())]);
+    assert!(half.borrow().is_empty(), "{:?}", half.borrow());
+
+    // Closing from outside a callback: the close code reaches every open session.
+    p.ea.each_session(&mut p.a, id, p.now, |ctx| {
+        let mut ws = WsSession::from_ctx(ctx).unwrap();
+        ws.close_with(CloseCode::GOING_AWAY, "shutting down")
+            .unwrap();
+    });
+    assert!(p.run(Duration::from_secs(5), |p| logs
+        .iter()
+        .all(|l| l.borrow().count("close") == 1)
+        && p.ea.session_count() == 1));
+    for l in &logs {
+        assert_eq!(l.borrow().events, ["open None", "close Some(1001)"]);
+    }
+    assert_eq!(
+        p.ea.session_count(),
+        1,
+        "only the unfinished upgrade is left"
+    );
+}
