@@ -321,6 +321,55 @@ fn cron_runs_every_period_within_one_tick() {
     }
 }
 
+/// Starts with a 10 s cron and switches to 100 ms on the first package.
+struct Retimer(Times);
+
+impl EventListener<Lp> for Retimer {
+    fn on_open(&mut self, s: &mut Session<'_, Lp>) -> Result<(), Reject> {
+        s.set_cron_period(Some(Duration::from_secs(10)));
+        Ok(())
+    }
+    fn on_message(&mut self, s: &mut Session<'_, Lp>, _: &[u8]) {
+        s.set_cron_period(Some(Duration::from_millis(100)));
+        self.0.borrow_mut().push(("message".into(), s.now()));
+    }
+    fn on_cron(&mut self, s: &mut Session<'_, Lp>) {
+        self.0.borrow_mut().push(("cron".into(), s.now()));
+    }
+}
+
+#[test]
+fn a_new_cron_period_counts_from_when_it_was_set_not_from_the_old_deadline() {
+    // The session's timer is armed with the 10 s period at open; the package at 500 ms
+    // shortens it. The first cron is due 100 ms later, not at open + 10 s (a WebSocket
+    // session's upgrade deadline used to linger this way, delaying its first heartbeat).
+    let times = Times::default();
+    let mut sent = false;
+    let t = times.clone();
+    server_with_raw_client(
+        Service::new(Lp::U32_BE, Retimer(times.clone())),
+        Duration::from_secs(3),
+        |s, c, now| {
+            if !sent && now >= Instant::from_millis(500) {
+                sent = s.tcp_write(c, &frame(b"go")).unwrap() == 6;
+            }
+        },
+        || t.borrow().iter().filter(|(w, _)| w == "cron").count() >= 3,
+    );
+    let t = times.borrow();
+    assert_eq!(t.len(), 4, "{t:?}");
+    assert_eq!(t[0].0, "message");
+    let tick = ustack::session::timer::DEFAULT_TICK;
+    for (k, (what, at)) in t[1..].iter().enumerate() {
+        let due = t[0].1 + Duration::from_millis(100 * (k as u64 + 1));
+        assert_eq!(what, "cron");
+        assert!(
+            *at >= due && *at <= due + tick,
+            "cron {k} at {at}, due {due}"
+        );
+    }
+}
+
 #[test]
 fn idle_timeout_closes_a_silent_session_with_idle_timeout() {
     let limits = Limits {

@@ -202,10 +202,17 @@ impl<'x> Ctx<'x> {
     }
 
     fn set_limits(&mut self, f: impl FnOnce(&mut Limits)) {
-        f(&mut self.info_mut().limits);
-        #[cfg(feature = "std")]
-        if let Inner::Remote { info, handle, .. } = &self.inner {
-            let _ = handle.set_limits(info.limits);
+        match &mut self.inner {
+            Inner::Local { st, .. } => {
+                let mut limits = st.info.limits;
+                f(&mut limits);
+                st.set_limits(limits);
+            }
+            #[cfg(feature = "std")]
+            Inner::Remote { info, handle, .. } => {
+                f(&mut info.limits);
+                let _ = handle.set_limits(info.limits);
+            }
         }
     }
 

@@ -113,6 +113,15 @@ const NO_INFO: SessionInfo = SessionInfo {
 };
 
 impl SessionSlot {
+    /// Takes new limits. A changed cron period counts from now: the next rearm schedules
+    /// it afresh instead of keeping the deadline the old period set.
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        if limits.cron_period != self.info.limits.cron_period {
+            self.cron_at = None;
+        }
+        self.info.limits = limits;
+    }
+
     /// A free slot, for static storage.
     pub const EMPTY: SessionSlot = SessionSlot {
         phase: Phase::Free,

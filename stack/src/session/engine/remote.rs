@@ -82,7 +82,7 @@ impl Engine<'_> {
                     st.closing.get_or_insert(None);
                     self.after_callback(stack, slot, now);
                 }
-                Cmd::Limits { limits, .. } => st.info.limits = limits,
+                Cmd::Limits { limits, .. } => st.set_limits(limits),
             }
             self.rearm(stack, slot, now);
         }
