@@ -818,7 +818,7 @@ fn sigterm_closes_sessions_and_removes_the_tap() {
     );
     for part in [
         "(1 TCP echo, 1 length-prefixed, 0 /ws, 1 /chat)",
-        "echoed     1 B over TCP, 0 UDP datagrams, 1 length-prefixed packages",
+        "echoed     1 B over TCP, 0 UDP datagrams, 1 length-prefixed package",
         "drops      none",
     ] {
         assert!(text.contains(part), "summary lacks {part:?}:\n{text}");

@@ -22,6 +22,15 @@ use ustack_examples::signal::stop_flag;
 
 const STACK_MAC: [u8; 6] = [0x02, 0x00, 0x75, 0x73, 0x74, 0x6b];
 
+/// Prints a line to stdout; a closed stdout (`ustack-demo | head`) must not stop the
+/// server or skip its cleanup.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// How long WebSocket peers get to answer the closing 1001 at shutdown.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -29,8 +38,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("ustack-demo [--pipe] [{USAGE}]");
-        println!("  --pipe   run without privileges: the services on one ustack, a scripted client on another, wired in memory");
+        say!("ustack-demo [--pipe] [{USAGE}]");
+        say!("  --pipe   run without privileges: the services on one ustack, a scripted client on another, wired in memory");
         return ExitCode::SUCCESS;
     }
     let pipe_mode = args.iter().any(|a| a == "--pipe");
@@ -96,26 +105,26 @@ fn run(args: &TapArgs) -> Result<(), String> {
 
 fn banner(args: &TapArgs) {
     let ip = args.stack_ip;
-    println!(
+    say!(
         "ustack-demo: ustack serves {ip} on TAP {} (host side {}); the kernel's TCP/IP stack is not on the serving side.\n",
         args.tap, args.host_cidr
     );
-    println!("  browser    http://{ip}:{HTTP_PORT}/   (chat, live stack counters, frames/s chart)");
-    println!("  TCP echo   nc {ip} {ECHO_PORT}");
-    println!(
+    say!("  browser    http://{ip}:{HTTP_PORT}/   (chat, live stack counters, frames/s chart)");
+    say!("  TCP echo   nc {ip} {ECHO_PORT}");
+    say!(
         "  UDP echo   python3 -c \"import socket;s=socket.socket(2,2);s.sendto(b'hi',('{ip}',{ECHO_PORT}));print(s.recv(9))\""
     );
-    println!("  framed     port {LP_PORT}: 4-byte big-endian length, then the body; echoed back");
-    println!("  WebSocket  ws://{ip}:{HTTP_PORT}/ws (echo)   ws://{ip}:{HTTP_PORT}/chat (room)");
-    println!("  counters   curl http://{ip}:{HTTP_PORT}/stats");
+    say!("  framed     port {LP_PORT}: 4-byte big-endian length, then the body; echoed back");
+    say!("  WebSocket  ws://{ip}:{HTTP_PORT}/ws (echo)   ws://{ip}:{HTTP_PORT}/chat (room)");
+    say!("  counters   curl http://{ip}:{HTTP_PORT}/stats");
     match &args.pcap {
-        Some(p) => println!("  traffic    recording every frame to {p} (tcpdump -r {p})"),
-        None => println!(
+        Some(p) => say!("  traffic    recording every frame to {p} (tcpdump -r {p})"),
+        None => say!(
             "  traffic    sudo tcpdump -ni {}   (or restart with --pcap FILE)",
             args.tap
         ),
     }
-    println!("\nCtrl-C or SIGTERM stops it: WebSockets get close 1001, the TAP interface is removed, and a summary is printed.");
+    say!("\nCtrl-C or SIGTERM stops it: WebSockets get close 1001, the TAP interface is removed, and a summary is printed.");
 }
 
 fn serve<D: Device + AsRawFd>(config: Config, device: D, args: &TapArgs) -> Result<(), String> {
@@ -143,7 +152,7 @@ fn serve<D: Device + AsRawFd>(config: Config, device: D, args: &TapArgs) -> Resu
     }
 
     let open = demo.open_sessions(&engine);
-    println!("\nstopping: closing {open} session(s); WebSockets get close 1001");
+    say!("\nstopping: closing {open} session(s); WebSockets get close 1001");
     let start = runtime::now();
     demo.begin_shutdown(&mut stack, &mut engine, start);
     while demo.open_sessions(&engine) > 0 && runtime::now() < start + CLOSE_GRACE {
@@ -167,7 +176,7 @@ fn serve<D: Device + AsRawFd>(config: Config, device: D, args: &TapArgs) -> Resu
     let snap = demo.snapshot();
     drop(engine);
     drop(stack);
-    println!("{}", snap.summary());
-    println!("TAP {} removed", args.tap);
+    say!("{}", snap.summary());
+    say!("TAP {} removed", args.tap);
     Ok(())
 }

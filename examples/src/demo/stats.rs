@@ -90,11 +90,14 @@ impl Snapshot {
     /// The `/stats` document.
     pub fn json(&self) -> Value {
         let (s, e, o, c) = (&self.stack, &self.engine, &self.open, &self.counters);
+        let ws = (c.ws_echo_open + c.chat_open).min(o.http);
         json!({
             "uptime_s": self.uptime(),
             "stack_ip": self.stack_ip.to_string(),
             "sessions": {
-                "open": {"tcp": o.tcp_echo + o.lp_echo, "udp": o.udp_echo, "ws": o.http},
+                // Port 8080 sessions are WebSocket once upgraded; pages and upgrades in
+                // progress are plain TCP.
+                "open": {"tcp": o.tcp_echo + o.lp_echo + o.http - ws, "udp": o.udp_echo, "ws": ws},
                 "by_service": {
                     "tcp_echo": o.tcp_echo, "udp_echo": o.udp_echo, "lp_echo": o.lp_echo,
                     "http": o.http, "ws_echo": c.ws_echo_open, "chat": c.chat_open,
@@ -144,8 +147,8 @@ impl Snapshot {
             "summary after {:.1} s:\n\
              \x20 sessions   {} opened ({} TCP echo, {} length-prefixed, {} /ws, {} /chat), {} closed, {} errors\n\
              \x20 frames     {} in ({} B), {} out ({} B)\n\
-             \x20 echoed     {} B over TCP, {} UDP datagrams, {} length-prefixed packages\n\
-             \x20 websocket  {} messages in, {} out; {} chat lines\n\
+             \x20 echoed     {} B over TCP, {}, {}\n\
+             \x20 websocket  {} in, {} out; {}\n\
              \x20 drops      {}",
             self.uptime(),
             e.opened,
@@ -160,17 +163,25 @@ impl Snapshot {
             s.tx_frames,
             s.tx_bytes,
             c.tcp_echo_bytes,
-            c.udp_echo_datagrams,
-            c.lp_echo_packages,
-            c.ws_in,
+            plural(c.udp_echo_datagrams, "UDP datagram"),
+            plural(c.lp_echo_packages, "length-prefixed package"),
+            plural(c.ws_in, "message"),
             c.ws_out,
-            c.chat,
+            plural(c.chat, "chat line"),
             if drops.is_empty() {
                 "none".to_string()
             } else {
                 drops.join(", ")
             }
         )
+    }
+}
+
+/// `1 thing`, `2 things`.
+fn plural(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }
 
@@ -185,12 +196,23 @@ mod tests {
         snap.stack.rx_frames = 3;
         snap.stack.rx_bad_checksum = 2;
         snap.open.http = 4;
+        snap.counters.chat_open = 3;
+        snap.counters.udp_echo_datagrams = 1;
         let j = snap.json();
         assert_eq!(j["uptime_s"], 1.5);
         assert_eq!(j["frames"]["in"], 3);
-        assert_eq!(j["sessions"]["open"]["ws"], 4);
+        assert_eq!(j["sessions"]["open"]["ws"], 3);
+        assert_eq!(
+            j["sessions"]["open"]["tcp"], 1,
+            "the fourth is a page request"
+        );
         assert_eq!(j["drops"]["bad_checksum"], 2);
         assert_eq!(j["drops"].as_object().unwrap().len(), 9);
-        assert!(snap.summary().contains("drops      bad_checksum 2"));
+        let sum = snap.summary();
+        assert!(sum.contains("drops      bad_checksum 2"), "{sum}");
+        assert!(
+            sum.contains("1 UDP datagram, 0 length-prefixed packages"),
+            "{sum}"
+        );
     }
 }
