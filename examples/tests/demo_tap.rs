@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ustack_tests::{privileged, random_bytes, unique_name, NetNs, SeededRng};
+use ustack_tests::{privileged, random_bytes, require_websockets, unique_name, NetNs, SeededRng};
 
 const DEMO: &str = env!("CARGO_BIN_EXE_ustack-demo");
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/py/demo_peers.py");
@@ -313,20 +313,6 @@ fn peers_result(ns: &NetNs, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{what} printed no JSON result ({e}): {last:?}"));
     assert_eq!(doc["result"], "ok", "{what}: {doc}");
     doc
-}
-
-fn require_websockets() {
-    let out = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): install Python 3 and `pip install websockets`")
-        });
-    assert!(
-        out.status.success(),
-        "Python `websockets` is missing: pip install websockets ({})",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
 }
 
 // ---------------------------------------------------------------------------------------

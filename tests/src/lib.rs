@@ -677,6 +677,22 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Fails with what to install when Python's `websockets` library, the WebSocket tests' real
+/// peer, is missing (`.ci/run` installs it).
+pub fn require_websockets() {
+    let out = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 ({e}): install Python 3 and `pip install websockets`")
+        });
+    assert!(
+        out.status.success(),
+        "Python `websockets` is missing: pip install websockets ({})",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ use ustack::ws::conn::Message;
 use ustack::ws::{WsListener, WsSession};
 use ustack::{Config, Stack};
 use ustack_drivers::{TapBuilder, TapDevice};
+pub use ustack_tests::require_websockets;
 use ustack_tests::{unique_name, NetNs, STACK_MAC};
 
 /// Upper bound for anything that should happen at once (liveness, not timing).
@@ -581,21 +582,6 @@ pub fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 /// The path of a script in `tests/py/`.
 pub fn py_script(name: &str) -> String {
     format!("{}/py/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Fails with what to install when Python's `websockets` is missing.
-pub fn require_websockets() {
-    let out = Command::new("python3")
-        .args(["-c", "import websockets"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): install Python 3 and `pip install websockets`")
-        });
-    assert!(
-        out.status.success(),
-        "Python `websockets` is missing: pip install websockets ({})",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
 }
 
 /// A Python script running inside a namespace, killed if it outlives [`TIMEOUT`] or the
