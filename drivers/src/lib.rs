@@ -11,6 +11,8 @@
 //!   host-side address and moved into a network namespace.
 //! - [`PcapRecorder`] (`std`): wraps any device and records every frame in both
 //!   directions to a pcap file readable by `tcpdump -r` / Wireshark.
+//! - [`PcapReplay`] (`std`): plays a pcap file's frames into a stack, one per
+//!   receive, and counts what the stack sends back (replays and fuzzing).
 //!
 //! # Example
 //!
@@ -40,11 +42,15 @@ pub mod iproute;
 #[cfg(feature = "std")]
 pub mod pcap;
 #[cfg(feature = "std")]
+pub mod pcap_replay;
+#[cfg(feature = "std")]
 pub mod tap;
 
 pub use pipe::{PipeDevice, PipeLink, PipeStats};
 
 #[cfg(feature = "std")]
 pub use pcap::PcapRecorder;
+#[cfg(feature = "std")]
+pub use pcap_replay::{PcapReplay, ReplayStats};
 #[cfg(feature = "std")]
 pub use tap::{TapBuilder, TapDevice, TapStats};
