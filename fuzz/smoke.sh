@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz smoke test, as CI runs it: every target for FUZZ_SECONDS (default 30) from the
-# checked-in seeds. Exits non-zero, naming the crash input, if any target crashes.
+# checked-in seeds. Exits non-zero, naming the input, if any target crashes, leaks, runs
+# past FUZZ_TIMEOUT seconds on one input or past the 2 GiB RSS limit; prints each target's
+# exec count, coverage and peak RSS, and a summary table at the end.
 #
 #   bash fuzz/smoke.sh                          # all targets, 30 s each
 #   FUZZ_SECONDS=300 bash fuzz/smoke.sh         # longer
@@ -43,6 +45,7 @@ scratch="$(mktemp -d "${TMPDIR:-/tmp}/ustack-fuzz-smoke.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT
 
 failed=()
+summary=()
 for t in $FUZZ_TARGETS; do
     seeds="fuzz/seeds/$t"
     corpus="$scratch/corpus/$t"
@@ -51,6 +54,7 @@ for t in $FUZZ_TARGETS; do
     mkdir -p "$corpus" "$artifacts"
     if [ ! -d "$seeds" ]; then
         say "FAIL $t: no seed directory $seeds"
+        summary+=("$(printf '%-18s FAIL (no seeds)' "$t")")
         failed+=("$t")
         continue
     fi
@@ -77,7 +81,10 @@ for t in $FUZZ_TARGETS; do
         done
     fi
     if [ "$status" -ne 0 ] || [ -n "$crash" ]; then
-        say "FAIL $t (exit $status)"
+        # libFuzzer names the input after what went wrong: crash-, leak-, timeout-, oom-.
+        kind="$(basename "${crash:-unknown-}" | cut -d- -f1)"
+        say "FAIL $t: ${kind} (exit $status)"
+        summary+=("$(printf '%-18s FAIL (%s)' "$t" "$kind")")
         sed -n '/panicked at\|ERROR: libFuzzer\|==[0-9]*==ERROR/,+25p' "$log" | head -n 60
         if [ -n "$crash" ]; then
             say "crash input: $crash"
@@ -88,10 +95,14 @@ for t in $FUZZ_TARGETS; do
     else
         execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
         cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1)"
-        say "ok   $t: ${execs:-?} execs, ${cov:-cov: ?}, corpus $(ls "$corpus" | wc -l) new inputs"
+        rss="$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)"
+        say "ok   $t: ${execs:-?} execs, ${cov:-cov: ?}, peak RSS ${rss:-?} MB, corpus $(ls "$corpus" | wc -l) new inputs"
+        summary+=("$(printf '%-18s %12s execs  %-10s %6s MB' "$t" "${execs:-?}" "${cov:-cov: ?}" "${rss:-?}")")
     fi
 done
 
+say "summary (${FUZZ_SECONDS}s per target):"
+printf '[fuzz-smoke]   %s\n' "${summary[@]}"
 if [ "${#failed[@]}" -ne 0 ]; then
     say "crashed: ${failed[*]}"
     exit 1

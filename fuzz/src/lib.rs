@@ -26,7 +26,9 @@ use ustack::{
 };
 
 pub mod frames;
+pub mod ingress;
 pub mod reference;
+pub mod tcp_conversation;
 pub mod udp_icmp;
 
 /// Largest frame the device delivers or accepts (Ethernet header included).
