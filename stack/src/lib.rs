@@ -52,4 +52,6 @@ pub use smoltcp;
 #[cfg(test)]
 mod test_rng;
 #[cfg(all(test, feature = "std"))]
+mod test_wire;
+#[cfg(all(test, feature = "std"))]
 mod tests;

@@ -12,6 +12,8 @@ use crate::slot::Role;
 use crate::Stack;
 
 mod queue;
+#[cfg(all(test, feature = "std"))]
+mod tests;
 
 /// Most sockets one listener keeps armed or pending; larger backlogs are clamped to it.
 pub const MAX_BACKLOG: usize = 128;

@@ -2,14 +2,13 @@
 
 extern crate std;
 
-use std::collections::VecDeque;
 use std::vec::Vec;
 
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpEndpoint, Ipv6Cidr};
 
 use crate::frames::Link;
+use crate::test_wire::Wire;
 use crate::{Config, DialOptions, DialStatus, Error, Ready, Stack, Token, UdpHandle};
 
 const PEER_PORT: u16 = 5000;
@@ -20,52 +19,6 @@ const HOST_UNREACHABLE_V4: u8 = 1;
 const FRAG_NEEDED_V4: u8 = 4;
 const PORT_UNREACHABLE_V6: u8 = 4;
 const ADDR_UNREACHABLE_V6: u8 = 3;
-
-/// A device whose receive queue the test fills; transmitted frames are kept for inspection.
-#[derive(Default)]
-struct Wire {
-    inbound: VecDeque<Vec<u8>>,
-    sent: Vec<Vec<u8>>,
-}
-
-struct RxTok(Vec<u8>);
-struct TxTok<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for RxTok {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for TxTok<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = std::vec![0u8; len];
-        let r = f(&mut buf);
-        self.0.push(buf);
-        r
-    }
-}
-
-impl Device for Wire {
-    type RxToken<'a> = RxTok;
-    type TxToken<'a> = TxTok<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(RxTok, TxTok<'_>)> {
-        let f = self.inbound.pop_front()?;
-        Some((RxTok(f), TxTok(&mut self.sent)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<TxTok<'_>> {
-        Some(TxTok(&mut self.sent))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
 
 struct Peer {
     stack: Stack<'static, Wire>,

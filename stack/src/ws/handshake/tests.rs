@@ -456,6 +456,31 @@ fn byte_by_byte_feeding_needs_more_until_complete() {
     assert_eq!(whole_out, direct_out);
 }
 
+/// `ws_handshake` found that a request malformed past `max_request` was answered 431 when it
+/// came in pieces but 400 when it came at once; the status must not depend on chunking.
+#[test]
+fn a_request_malformed_past_the_limit_gets_the_same_status_however_it_arrives() {
+    let cfg = ServerConfig {
+        max_request: 256,
+        ..ServerConfig::default()
+    };
+    let mut filler = heapless::String::<512>::new();
+    write!(filler, "X-Filler: {:a<300}\r\nBad Header\r\n", "").unwrap();
+    let req = request_with(&filler);
+    let (whole, whole_out) = run(&req, &cfg, &mut NoHooks);
+    assert!(
+        matches!(whole, Upgrade::Responded { status: 431, .. }),
+        "{whole:?}"
+    );
+    for end in 1..req.len() {
+        let (result, out) = run(&req[..end], &cfg, &mut NoHooks);
+        if result != Upgrade::NeedMore {
+            assert_eq!((result, out), (whole, whole_out.clone()), "at {end}");
+            break;
+        }
+    }
+}
+
 #[test]
 fn subprotocol_is_the_first_offered_that_is_served() {
     let cfg = ServerConfig {
@@ -711,6 +736,29 @@ fn client_rejects_bad_accept() {
         client_response(no_upgrade, &cfg, NONCE),
         Err(HandshakeError::Missing("Upgrade: websocket"))
     );
+}
+
+/// `ws_handshake` found that only the first `Sec-WebSocket-Accept` was read, so a second
+/// one of another value went unnoticed.
+#[test]
+fn client_rejects_a_second_accept_header_in_either_order() {
+    let cfg = ClientConfig::new("a", "/");
+    let good = nonce_accept();
+    for extra in [accept_line(ACCEPT), accept_line(&good)] {
+        let response = response_101(&extra, &good);
+        assert_eq!(
+            client_response(&response, &cfg, NONCE),
+            Err(HandshakeError::BadAccept),
+            "{}",
+            text(&response)
+        );
+    }
+}
+
+fn accept_line(accept: &str) -> heapless::String<64> {
+    let mut s = heapless::String::new();
+    write!(s, "Sec-WebSocket-Accept: {accept}\r\n").unwrap();
+    s
 }
 
 #[test]
