@@ -1162,6 +1162,27 @@ fn compressed_fragments_count_inflated_bytes_against_the_limit_not_compressed_on
     }
 }
 
+/// `ws_frames` found that a compressed frame's own length was held to `max_message_size`:
+/// 1000 incompressible bytes compress to a longer frame and failed with 1009 at a 1000-byte
+/// limit, although the limit is on the message after decompression.
+#[test]
+fn an_incompressible_message_at_the_limit_is_delivered_although_its_frame_is_longer() {
+    let cfg = WsConfig {
+        max_message_size: 1000,
+        ..WsConfig::default()
+    };
+    let mut rng = crate::test_rng::Rng(0x9e37_79b9_7f4a_7c15);
+    let msg: Vec<u8> = (0..1000).map(|_| rng.next() as u8).collect();
+    let mut d = Deflate::new(params(), Role::Client, 6);
+    let mut z = Vec::new();
+    d.compress(&msg, &mut z);
+    assert!(z.len() > 1000, "{} bytes compressed", z.len());
+    let mut rx = Rx::new(Role::Server, cfg);
+    rx.conn.set_deflate(params(), 6);
+    rx.push(&c2s(FIN | RSV1 | BINARY, &z)).unwrap();
+    assert_eq!(rx.events, [Ev::Binary(msg)]);
+}
+
 #[test]
 fn compressed_text_that_inflates_to_bad_utf8_is_1007_and_garbage_is_1007() {
     let mut d = Deflate::new(params(), Role::Client, 6);
