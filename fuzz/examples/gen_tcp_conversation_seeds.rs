@@ -395,7 +395,7 @@ fn scripts() -> Vec<(&'static str, Script)> {
     // Finding: shutting down the sending side while connecting makes reads fail with
     // `TimedOut` at once (see `AFTER_FIXES` in src/tcp_conversation.rs).
     v.push((
-        "finding_shutdown_while_connecting",
+        "regression_shutdown_while_connecting",
         Script {
             setup: setup(false, true, Handshake::Skip, false),
             ops: vec![Op::Shutdown, Op::Read(0)],
@@ -404,7 +404,7 @@ fn scripts() -> Vec<(&'static str, Script)> {
     // Finding: a close in SYN-RECEIVED (after a simultaneous open) sends a FIN with the
     // SYN's sequence number; the peer's ACK of the SYN then moves the stack to FIN-WAIT-2.
     v.push((
-        "finding_fin_reuses_syn_seq",
+        "regression_fin_reuses_syn_seq",
         Script {
             setup: setup(false, true, Handshake::Half, true),
             ops: vec![Op::Shutdown, Op::Advance(5), ack()],

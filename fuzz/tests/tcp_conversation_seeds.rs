@@ -7,7 +7,7 @@ use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
 use ustack::Error;
-use ustack_fuzz::tcp_conversation::{encode, run, Conversation, Script, AFTER_FIXES};
+use ustack_fuzz::tcp_conversation::{encode, run, Conversation, Script, AFTER_FIXES, SHUTDOWN_FIXED};
 
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/tcp_conversation");
@@ -39,17 +39,17 @@ fn seeds_do_what_their_names_say() {
         let script = Script::decode(&data).unwrap_or_else(|| panic!("{name}: does not decode"));
         assert_eq!(encode(&script), data, "{name}: not in canonical encoding");
         let r = run(&data).expect("decodes");
-        if name == "finding_shutdown_while_connecting" {
-            // The bug it shows: `TimedOut` at once, though no timeout is configured.
+        if name == "regression_shutdown_while_connecting" {
+            // The bug it showed: `TimedOut` at once, though no timeout is configured.
             let timed_out = r.error == Some(Error::TimedOut);
-            assert_eq!(timed_out, !AFTER_FIXES, "{name}: {r:?}");
+            assert_eq!(timed_out, !SHUTDOWN_FIXED, "{name}: {r:?}");
         }
-        if name == "finding_fin_reuses_syn_seq" {
+        if name == "regression_fin_reuses_syn_seq" {
             assert!(r.stack_fin, "{name}: {r:?}");
-            assert_eq!(r.fin_on_syn, !AFTER_FIXES, "{name}: {r:?}");
-            // The peer acknowledged only the SYN, yet the stack takes its FIN as acked.
+            assert_eq!(r.fin_on_syn, !SHUTDOWN_FIXED, "{name}: {r:?}");
+            // The peer acknowledged only the SYN; the stack took its FIN as acked.
             let fin_wait_2 = r.state == Some(ustack::smoltcp::socket::tcp::State::FinWait2);
-            assert_eq!(fin_wait_2, !AFTER_FIXES, "{name}: {r:?}");
+            assert_eq!(fin_wait_2, !SHUTDOWN_FIXED, "{name}: {r:?}");
         }
         if name == "finding_data_after_fin" {
             // Trimmed, the peer sends nothing past its FIN; untrimmed, the 400 bytes past it

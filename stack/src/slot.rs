@@ -41,6 +41,9 @@ pub struct Slot {
     /// UDP: a datagram from the connected peer was seen (answers a dial probe).
     pub(crate) replied: bool,
     pub(crate) user_closed: bool,
+    /// TCP: the application shut down or closed before the handshake finished; the FIN
+    /// waits until it has (see `Stack::shutdown`).
+    pub(crate) shut_pending: bool,
     pub(crate) error: Option<Error>,
     pub(crate) order: u32,
     pub(crate) next_free: u16,
@@ -62,6 +65,7 @@ impl Slot {
         drop_probe: false,
         replied: false,
         user_closed: false,
+        shut_pending: false,
         error: None,
         order: 0,
         next_free: NONE,

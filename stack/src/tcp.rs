@@ -273,6 +273,9 @@ impl<'a, D: Device> Stack<'a, D> {
     /// Writes from `buf`, returning how much was queued.
     pub fn tcp_write(&mut self, h: TcpHandle, buf: &[u8]) -> Result<usize> {
         let i = self.stream(h)?;
+        if self.slots[i].shut_pending {
+            return Err(Error::NotConnected);
+        }
         let sock = self.sockets.get_mut::<tcp::Socket>(self.handle(i));
         match sock.send_slice(buf) {
             Ok(0) if !buf.is_empty() => Err(Error::WouldBlock),
@@ -308,20 +311,62 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// Closes the sending half (sends FIN once queued data is out); reading goes on.
+    ///
+    /// Before the handshake has finished the FIN waits for it: what was written is still
+    /// sent, then the FIN. Writing after a shutdown fails with [`Error::NotConnected`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use smoltcp::phy::{Loopback, Medium};
+    /// use smoltcp::time::Instant;
+    /// use ustack::{Config, Error, Stack};
+    ///
+    /// let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO)?;
+    /// let conn = stack.connect("10.0.0.1:7".parse().unwrap())?;
+    /// stack.tcp_shutdown_write(conn)?; // still connecting: the FIN waits for the handshake
+    /// assert_eq!(stack.tcp_write(conn, b"late"), Err(Error::NotConnected));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn tcp_shutdown_write(&mut self, h: TcpHandle) -> Result<()> {
         let i = self.stream(h)?;
-        self.sockets.get_mut::<tcp::Socket>(self.handle(i)).close();
+        self.shutdown(i, false);
         Ok(())
     }
 
     /// Closes gracefully: queued data is sent, then FIN. The handle is invalid afterwards; the
-    /// stack finishes the close and reuses the socket.
+    /// stack finishes the close and reuses the socket. Before the handshake has finished,
+    /// written data still goes out once it has; a connect with nothing written is dropped.
     pub fn tcp_close(&mut self, h: TcpHandle) -> Result<()> {
         let i = self.stream(h)?;
-        self.sockets.get_mut::<tcp::Socket>(self.handle(i)).close();
+        self.shutdown(i, true);
         self.slots[i].user_closed = true;
         self.touch(i);
         Ok(())
+    }
+
+    /// Queues the FIN, or, before the handshake has finished, remembers it for
+    /// [`on_stream`](Self::on_stream) to queue once the handshake is done. smoltcp 0.14 would
+    /// otherwise drop a connection still in SYN-SENT outright (losing what was written,
+    /// later reported as a timeout) and, from SYN-RECEIVED, send a FIN that reuses the SYN's
+    /// sequence number, so the peer's ACK of the SYN passes for the ACK of the FIN; the
+    /// `tcp_conversation` fuzzer found both.
+    ///
+    /// A connection still in SYN-SENT whose handle is given up (`releasing`) with nothing
+    /// written is dropped at once instead: nobody waits for it.
+    fn shutdown(&mut self, i: usize, releasing: bool) {
+        let sock = self.sockets.get_mut::<tcp::Socket>(self.handle(i));
+        let defer = match sock.state() {
+            State::SynReceived => true,
+            State::SynSent => !releasing || sock.send_queue() > 0,
+            _ => false,
+        };
+        if defer {
+            self.slots[i].shut_pending = true;
+        } else {
+            sock.close();
+        }
     }
 
     /// Resets the connection at once (RST). The handle is invalid afterwards.
@@ -559,6 +604,15 @@ impl<'a, D: Device> Stack<'a, D> {
     /// A connection the user holds (or closed) changed state.
     pub(crate) fn on_stream(&mut self, i: usize, bits: u8) {
         let h = self.handle(i);
+        if self.slots[i].shut_pending {
+            let sock = self.sockets.get_mut::<tcp::Socket>(h);
+            if !matches!(sock.state(), State::SynSent | State::SynReceived) {
+                // The handshake is over (or failed, where close does nothing): the FIN
+                // now follows what was written.
+                self.slots[i].shut_pending = false;
+                sock.close();
+            }
+        }
         let sock = self.sockets.get::<tcp::Socket>(h);
         let state = sock.state();
         let prev = self.slots[i].prev;
