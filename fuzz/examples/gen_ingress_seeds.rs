@@ -203,6 +203,12 @@ fn seeds() -> Vec<(&'static str, Input)> {
             .app(3)
             .clock(3);
     });
+    // Finding (smoltcp 0.14, see `AFTER_FIXES` in src/ingress.rs): the application is not
+    // reading when the peer's FIN arrives, then 10 bytes past the FIN are accepted in
+    // CLOSE-WAIT and read before the end of stream, one sequence number early.
+    add("finding_data_after_fin", &|i| {
+        i.app(0).peer(4, 0).tcp(0, ACK, 0, 0, 4096, 10, &[]).app(0);
+    });
     out
 }
 

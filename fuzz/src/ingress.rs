@@ -51,7 +51,8 @@
 //! on the established connection, and every frame the harness injects or mutates on that
 //! tuple has its payload rewritten to the pattern bytes of its sequence offsets, so the
 //! pattern is the only thing the peer ever sent. The bytes `ST`'s application reads must be
-//! `pattern(0..n)`. On the WebSocket tuple the harness records the bytes `PS` transmitted;
+//! `pattern(0..n)` (until a pending smoltcp finding is fixed, with one exception: see
+//! [`AFTER_FIXES`]). On the WebSocket tuple the harness records the bytes `PS` transmitted;
 //! an injected payload is rewritten with them and cut where they end, and the messages
 //! `ST`'s server receives must be the first messages `PS`'s client sent, in order. Besides:
 //! the unconnected UDP socket never returns an error, the connected one only receives from
@@ -61,6 +62,7 @@
 //! the seeds replay in normal builds too.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use ustack::frames::Link;
@@ -120,6 +122,14 @@ pub const PHANTOM: u16 = 50_000;
 pub const PHANTOM_ISN: u32 = 0x1000_0000;
 /// Bytes of the WebSocket stream the harness remembers.
 const WS_STREAM_MAX: usize = 1 << 18;
+/// smoltcp 0.14 accepts data past the peer's FIN in CLOSE-WAIT (the finding of
+/// `tcp_conversation`'s `AFTER_FIXES`, and seed `finding_data_after_fin` here): a segment
+/// past a FIN it took at stream offset `k` lands in the receive buffer right behind byte
+/// `k - 1`, so an application that had not yet read up to the end of stream reads
+/// `pattern(k + 1..)` from offset `k` on. Until that is fixed the read check accepts exactly
+/// that: one shift by one, at an offset where a FIN reached `ST` on the established tuple,
+/// and strict checking of every byte after it.
+pub const AFTER_FIXES: bool = false;
 
 /// Byte `i` of the established connection's stream: no short period, so a reordered or
 /// misplaced byte shows.
@@ -483,6 +493,9 @@ pub struct Report {
     pub injected: usize,
     /// Checks switched off by unpatched frames.
     pub tainted_tcp: bool,
+    /// Bytes past a FIN were read on the established connection (see [`AFTER_FIXES`]);
+    /// from this offset on they are checked one sequence number later.
+    pub est_data_after_fin: Option<u64>,
     /// Same, WebSocket.
     pub tainted_ws: bool,
 }
@@ -568,6 +581,8 @@ pub struct Harness<'a> {
     pending: [Option<WireAct>; 2],
     held: [Vec<Vec<u8>>; 2],
     icmp_seen: bool,
+    /// Stream offsets of the FINs that reached `ST` on the established tuple.
+    est_fins: BTreeSet<u32>,
     setup: bool,
     buf: Vec<u8>,
     /// What happened.
@@ -695,6 +710,7 @@ impl<'a> Harness<'a> {
             pending: [None, None],
             held: [Vec::new(), Vec::new()],
             icmp_seen: false,
+            est_fins: BTreeSet::new(),
             setup: true,
             buf: vec![0; 4096],
             report: Report::default(),
@@ -956,10 +972,40 @@ impl<'a> Harness<'a> {
     fn inject(&mut self, f: &[u8]) {
         self.report.injected += 1;
         self.icmp_seen |= may_be_icmp(f);
+        self.note_fin(f);
         if let Some(log) = &mut self.log {
             log.push((0, f.to_vec()));
         }
         send(&mut self.st_wire, self.now, f);
+    }
+
+    /// Notes where a FIN reaching `ST` on the established tuple ends the stream (the one
+    /// place [`AFTER_FIXES`] lets the read check shift).
+    fn note_fin(&mut self, f: &[u8]) {
+        let Some(s) = seg4(f) else {
+            return;
+        };
+        if s.flags & FIN != 0 && self.on_tuple(&s, &self.est_t) {
+            let at = s
+                .seq
+                .wrapping_add(u32::from(s.flags & SYN != 0))
+                .wrapping_add(s.data.len() as u32)
+                .wrapping_sub(self.est_t.base);
+            self.est_fins.insert(at);
+        }
+    }
+
+    /// While [`AFTER_FIXES`] is pending: whether byte `b`, read at stream offset `off` where
+    /// `pattern(off)` was due, is smoltcp's data past a FIN, and then the offset `k` of
+    /// that FIN. It is if a FIN at `k <= off` reached `ST`, `b` is `pattern(off + 1)` and
+    /// the bytes already read from `k` on fit a shift as well as they fit none (the
+    /// pattern can repeat a byte).
+    fn data_after_fin(&self, off: u32, b: u8) -> Option<u32> {
+        if AFTER_FIXES || b != pattern(off.wrapping_add(1)) {
+            return None;
+        }
+        let k = *self.est_fins.range(..=off).next_back()?;
+        (k..off).all(|i| pattern(i) == pattern(i + 1)).then_some(k)
     }
 
     /// Notes what `PS` sent on the checked tuples (before any wire action).
@@ -1066,6 +1112,7 @@ impl<'a> Harness<'a> {
         if d == 0 {
             // PS answers a mutated datagram with port unreachable, legitimately.
             self.icmp_seen |= may_be_icmp(f);
+            self.note_fin(f);
             send(&mut self.st_wire, self.now, f);
         } else {
             send(&mut self.ps_wire, self.now, f);
@@ -1177,9 +1224,16 @@ impl<'a> Harness<'a> {
                         if !self.report.tainted_tcp {
                             for (j, &b) in self.buf[..n].iter().enumerate() {
                                 let off = self.report.est_read + j as u64;
+                                let mut shift = self.report.est_data_after_fin.is_some();
+                                if !shift && b != pattern(off as u32) {
+                                    if let Some(k) = self.data_after_fin(off as u32, b) {
+                                        self.report.est_data_after_fin = Some(u64::from(k));
+                                        shift = true;
+                                    }
+                                }
                                 assert_eq!(
                                     b,
-                                    pattern(off as u32),
+                                    pattern((off as u32).wrapping_add(u32::from(shift))),
                                     "established stream byte {off} is not what the peer sent"
                                 );
                             }
