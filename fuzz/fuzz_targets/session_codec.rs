@@ -11,8 +11,11 @@
 use libfuzzer_sys::fuzz_target;
 use ustack::session::codec::{Codec, CodecError, Decoded, LengthPrefixed, Lines};
 
+/// Each package with the bytes it used.
+type Packages = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Decodes `chunks` as a session would; returns the packages and the bytes each one used.
-fn decode<C>(codec: &mut C, chunks: &[&[u8]]) -> (Vec<(Vec<u8>, Vec<u8>)>, usize)
+fn decode<C>(codec: &mut C, chunks: &[&[u8]]) -> (Packages, usize)
 where
     C: for<'b> Codec<Pkg<'b> = &'b [u8], Error = CodecError>,
 {

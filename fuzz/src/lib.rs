@@ -1,7 +1,8 @@
 //! Shared by the fuzz targets and the seed generator: an in-memory device, the input format
 //! of `stack_ingress`, and the harness that drives a [`ustack::Stack`] with it. The
 //! `udp_icmp` target's format, harness and model are in [`udp_icmp`], and the independent
-//! reading of frame bytes both it and `ingress_classify` check against is in [`reference`].
+//! reading of frame bytes both it and `ingress_classify` check against is in
+//! [`reference`](mod@reference).
 //!
 //! The `stack_ingress` input is a sequence of records, each
 //!
