@@ -23,14 +23,25 @@ where
     for chunk in chunks {
         buf.extend_from_slice(chunk);
         loop {
-            match codec.decode(&buf).expect("the shipped codecs accept any stream") {
+            match codec
+                .decode(&buf)
+                .expect("the shipped codecs accept any stream")
+            {
                 Decoded::Packet(p, used) => {
-                    assert!(used > 0 && used <= buf.len(), "used {used} of {}", buf.len());
+                    assert!(
+                        used > 0 && used <= buf.len(),
+                        "used {used} of {}",
+                        buf.len()
+                    );
                     out.push((p.to_vec(), buf[..used].to_vec()));
                     buf.drain(..used);
                 }
                 Decoded::NeedMoreKnownLen(n) => {
-                    assert!(n > buf.len(), "known length {n} with {} buffered", buf.len());
+                    assert!(
+                        n > buf.len(),
+                        "known length {n} with {} buffered",
+                        buf.len()
+                    );
                     break;
                 }
                 Decoded::NeedMore => break,
