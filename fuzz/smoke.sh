@@ -5,7 +5,7 @@
 # exec count, coverage and peak RSS, and a summary table at the end.
 #
 #   bash fuzz/smoke.sh                          # all targets, 30 s each
-#   FUZZ_SECONDS=300 bash fuzz/smoke.sh         # longer
+#   bash fuzz/smoke.sh 600                      # 10 minutes each (FUZZ_SECONDS=600 works too)
 #   FUZZ_TARGETS=stack_ingress bash fuzz/smoke.sh   # default: every target (cargo fuzz list)
 #
 # Installs the nightly toolchain and cargo-fuzz if they are missing.
@@ -15,7 +15,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 cd "$root"
 
-FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+# Seconds per target: the first argument, else $FUZZ_SECONDS, else 30.
+FUZZ_SECONDS="${1:-${FUZZ_SECONDS:-30}}"
+case "$FUZZ_SECONDS" in
+    '' | *[!0-9]*)
+        echo "usage: bash fuzz/smoke.sh [SECONDS]  (seconds per target, a whole number; got '$FUZZ_SECONDS')" >&2
+        exit 2
+        ;;
+esac
 # Per-input limit: an input that runs this long is reported as a hang (a crash).
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
 
