@@ -28,18 +28,10 @@
 use libfuzzer_sys::fuzz_target;
 use ustack::ws::deflate::{Deflate, DeflateParams, InflateError};
 use ustack::ws::Role;
+use ustack_fuzz::seeds::deflate_params;
 
 const FRAME_LIMITS: [usize; 8] = [1, 2, 7, 64, 300, 4096, 16 << 10, 64 << 10];
 const LIMITS: [usize; 4] = [64 << 10, 0, 1, 1000];
-
-fn params(b: u8) -> DeflateParams {
-    DeflateParams {
-        server_max_window_bits: 8 + (b & 7),
-        client_max_window_bits: 8 + ((b >> 3) & 7),
-        server_no_context_takeover: b & 0x40 != 0,
-        client_no_context_takeover: b & 0x80 != 0,
-    }
-}
 
 struct Rng(u32);
 
@@ -188,7 +180,7 @@ fuzz_target!(|input: &[u8]| {
     let [dparams, cfg, limit, data @ ..] = input else {
         return;
     };
-    let p = params(*dparams);
+    let p = deflate_params(*dparams);
     let level = (cfg & 15) % 11;
     let send_role = if cfg & 0x10 == 0 {
         Role::Server

@@ -36,6 +36,7 @@ use ustack::ws::conn::{Event, Message, MsgBuf, Step, WsConfig, WsConn};
 use ustack::ws::deflate::{Deflate, DeflateParams};
 use ustack::ws::frame::{apply_mask, FrameHeader, Opcode, RSV1};
 use ustack::ws::Role;
+use ustack_fuzz::seeds::deflate_params;
 
 const MAX_SIZES: [usize; 8] = [1, 16, 125, 1000, 4096, 64 << 10, 1 << 20, 16 << 20];
 const CHUNK_LIMITS: [usize; 8] = [1, 2, 3, 7, 16, 64, 300, 2000];
@@ -88,15 +89,6 @@ impl Setup {
             c.set_deflate(p, self.level);
         }
         c
-    }
-}
-
-fn params(b: u8) -> DeflateParams {
-    DeflateParams {
-        server_max_window_bits: 8 + (b & 7),
-        client_max_window_bits: 8 + ((b >> 3) & 7),
-        server_no_context_takeover: b & 0x40 != 0,
-        client_no_context_takeover: b & 0x80 != 0,
     }
 }
 
@@ -448,7 +440,7 @@ fuzz_target!(|data: &[u8]| {
             Role::Client
         },
         max: MAX_SIZES[usize::from((cfg >> 4) & 7)],
-        deflate: (cfg & 2 != 0).then(|| params(dparams)),
+        deflate: (cfg & 2 != 0).then(|| deflate_params(dparams)),
         level: chunking % 11,
         slice: cfg & 4 != 0,
         auto_pong: cfg & 8 == 0,

@@ -29,6 +29,7 @@ use ustack::{
 pub mod frames;
 pub mod ingress;
 pub mod reference;
+pub mod seeds;
 pub mod tcp_conversation;
 pub mod udp_icmp;
 

@@ -4,10 +4,10 @@
 //! `cargo run --example gen_ingress_seeds` and look at what it prints.
 
 use std::fs;
-use std::path::Path;
 
 use ustack::Error;
 use ustack_fuzz::ingress::{run, Report, AFTER_FIXES};
+use ustack_fuzz::seeds;
 
 type Check = fn(&Report) -> bool;
 
@@ -103,7 +103,7 @@ const EXPECT: &[(&str, Check)] = &[
 
 #[test]
 fn ingress_seeds_do_what_their_names_say() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/ingress");
+    let dir = seeds::dir("ingress");
     let mut names: Vec<String> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -6,33 +6,27 @@
 //! ones do not, compressed messages inflate. Every seed directory stays under 1 MiB.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ustack::ingress::{classify, Verdict};
 use ustack::session::codec::{Codec, CodecError, Decoded, LengthPrefixed, Lines};
-use ustack::ws::deflate::{Deflate, DeflateParams};
+use ustack::ws::deflate::Deflate;
 use ustack::ws::Role;
 use ustack::Error;
+use ustack_fuzz::seeds::{self, deflate_params};
 use ustack_fuzz::{reference, Harness, MTU, OUR_MAC};
 
 fn seeds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds")
+    seeds::dir("")
 }
 
 /// The `real_*` seeds of `target`, by name; at least one.
 fn real(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = seeds_dir().join(target);
-    let mut out: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter_map(|p| {
-            let name = p.file_name()?.to_string_lossy().into_owned();
-            name.starts_with("real_")
-                .then(|| (name, fs::read(&p).expect("read seed")))
-        })
+    let out: Vec<_> = seeds::all(target)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("real_"))
         .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no real_* seeds in {}", dir.display());
+    assert!(!out.is_empty(), "no real_* seeds for {target}");
     out
 }
 
@@ -268,15 +262,6 @@ fn real_icmp_errors_match_only_when_rewritten() {
     }
 }
 
-fn params(b: u8) -> DeflateParams {
-    DeflateParams {
-        server_max_window_bits: 8 + (b & 7),
-        client_max_window_bits: 8 + ((b >> 3) & 7),
-        server_no_context_takeover: b & 0x40 != 0,
-        client_no_context_takeover: b & 0x80 != 0,
-    }
-}
-
 /// Inflates a `ws_deflate` seed's data as one message, as the target's receiver does.
 fn inflate(name: &str, data: &[u8]) -> Vec<u8> {
     let [d, cfg, limit, msg @ ..] = data else {
@@ -289,7 +274,7 @@ fn inflate(name: &str, data: &[u8]) -> Vec<u8> {
         Role::Server
     };
     let mut out = Vec::new();
-    Deflate::new(params(*d), recv, 6)
+    Deflate::new(deflate_params(*d), recv, 6)
         .decompress(msg, true, &mut out, 64 << 10)
         .unwrap_or_else(|e| panic!("{name}: {e:?}"));
     out

@@ -2,32 +2,12 @@
 //! numbers, ports, timers) can make a recorded conversation stop matching the stack; then
 //! regenerate them with `cargo run --example gen_seeds`.
 
-use std::fs;
-use std::path::Path;
-
 use ustack::ingress::{classify, Verdict};
-use ustack_fuzz::{Harness, MTU};
-
-fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("seeds")
-        .join(target);
-    let mut out: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let p = e.expect("dir entry").path();
-            let name = p.file_name().expect("name").to_string_lossy().into_owned();
-            (name, fs::read(&p).expect("read seed"))
-        })
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no seeds in {}", dir.display());
-    out
-}
+use ustack_fuzz::{seeds, Harness, MTU};
 
 #[test]
 fn classify_seeds_are_valid_frames() {
-    for (name, frame) in seeds("ingress_classify") {
+    for (name, frame) in seeds::all("ingress_classify") {
         assert!(
             matches!(classify(&frame, MTU), Verdict::Pass(_)),
             "{name}: {:?}",
@@ -38,7 +18,7 @@ fn classify_seeds_are_valid_frames() {
 
 #[test]
 fn stack_seeds_reach_the_application() {
-    for (name, data) in seeds("stack_ingress") {
+    for (name, data) in seeds::all("stack_ingress") {
         let mut h = Harness::new(false);
         h.run(&data);
         let stats = h.stack.stats();
@@ -74,7 +54,7 @@ fn stack_seeds_reach_the_application() {
 
 #[test]
 fn udp_icmp_seeds_agree_with_the_model() {
-    for (name, data) in seeds("udp_icmp") {
+    for (name, data) in seeds::all("udp_icmp") {
         // The model's checks run inside: a disagreement panics.
         let report = ustack_fuzz::udp_icmp::run(&data);
         if name.starts_with("match_") {
@@ -96,7 +76,7 @@ fn udp_icmp_seeds_agree_with_the_model() {
 fn udp_icmp_seeds_say_what_they_are_named() {
     use ustack::Error;
     let run = |name: &str| {
-        let data = seeds("udp_icmp")
+        let data = seeds::all("udp_icmp")
             .into_iter()
             .find(|(n, _)| n == name)
             .unwrap_or_else(|| panic!("no seed {name}"))

@@ -4,40 +4,11 @@
 //! `cargo run --example gen_ws_seeds` (built ones) and `sudo bash fuzz/seeds/regen_ws.sh`
 //! (real traffic).
 
-use std::fs;
-use std::path::Path;
-
 use ustack::ws::conn::{Event, Message, MsgBuf, Step, WsConfig, WsConn};
-use ustack::ws::deflate::{Deflate, DeflateConfig, DeflateParams, InflateError};
+use ustack::ws::deflate::{Deflate, DeflateConfig, InflateError};
 use ustack::ws::handshake::{server_upgrade, NoHooks, ServerConfig, Upgrade};
 use ustack::ws::Role;
-
-fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("seeds")
-        .join(target);
-    let mut out: Vec<_> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let p = e.expect("dir entry").path();
-            let name = p.file_name().expect("name").to_string_lossy().into_owned();
-            (name, fs::read(&p).expect("read seed"))
-        })
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no seeds in {}", dir.display());
-    out
-}
-
-/// As `ws_frames` reads the dparams byte.
-fn params(b: u8) -> DeflateParams {
-    DeflateParams {
-        server_max_window_bits: 8 + (b & 7),
-        client_max_window_bits: 8 + ((b >> 3) & 7),
-        server_no_context_takeover: b & 0x40 != 0,
-        client_no_context_takeover: b & 0x80 != 0,
-    }
-}
+use ustack_fuzz::seeds::{self, deflate_params};
 
 /// Reads a `ws_frames` seed at once: messages, other events, the error code.
 fn read_frames(seed: &[u8]) -> (Vec<Vec<u8>>, usize, Option<u16>) {
@@ -58,7 +29,7 @@ fn read_frames(seed: &[u8]) -> (Vec<Vec<u8>>, usize, Option<u16>) {
         },
     );
     if cfg & 2 != 0 {
-        conn.set_deflate(params(*d), 6);
+        conn.set_deflate(deflate_params(*d), 6);
     }
     let mut slice = [0u8; 300];
     let mut store = if cfg & 4 != 0 {
@@ -89,7 +60,7 @@ fn read_frames(seed: &[u8]) -> (Vec<Vec<u8>>, usize, Option<u16>) {
 #[test]
 fn ws_handshake_real_requests_upgrade() {
     let mut real = 0;
-    for (name, seed) in seeds("ws_handshake") {
+    for (name, seed) in seeds::all("ws_handshake") {
         if !(name.starts_with("real_") && name.ends_with("_request")) {
             continue;
         }
@@ -114,7 +85,7 @@ fn ws_handshake_real_requests_upgrade() {
 #[test]
 fn ws_frames_real_streams_read_cleanly() {
     let mut real = 0;
-    for (name, seed) in seeds("ws_frames") {
+    for (name, seed) in seeds::all("ws_frames") {
         if !name.starts_with("real_") {
             continue;
         }
@@ -130,7 +101,7 @@ fn ws_frames_real_streams_read_cleanly() {
 
 #[test]
 fn ws_frames_bad_seeds_fail_with_their_code() {
-    for (name, seed) in seeds("ws_frames") {
+    for (name, seed) in seeds::all("ws_frames") {
         let (_, _, error) = read_frames(&seed);
         let want = match name.as_str() {
             "bad_utf8" => Some(1007),
@@ -145,11 +116,11 @@ fn ws_frames_bad_seeds_fail_with_their_code() {
 
 #[test]
 fn ws_deflate_bombs_stop_at_the_limit() {
-    for (name, seed) in seeds("ws_deflate") {
+    for (name, seed) in seeds::all("ws_deflate") {
         if !name.starts_with("bomb_") {
             continue;
         }
-        let mut d = Deflate::new(params(seed[0]), Role::Client, 6);
+        let mut d = Deflate::new(deflate_params(seed[0]), Role::Client, 6);
         let mut out = Vec::new();
         let r = d.decompress(&seed[3..], true, &mut out, 64 << 10);
         assert_eq!(r, Err(InflateError::TooBig { max: 64 << 10 }), "{name}");
