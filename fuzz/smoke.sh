@@ -76,7 +76,7 @@ for t in $FUZZ_TARGETS; do
         -max_total_time="$FUZZ_SECONDS" \
         -rss_limit_mb=2048 \
         -timeout="$FUZZ_TIMEOUT" \
-        -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE|pulse)|==[0-9]+==|thread .* panicked|SUMMARY|stat::number_of_executed_units|stat::peak_rss_mb|Test unit written to|Done [0-9]+ runs)'
+        -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE|pulse)|==[0-9]+==|thread .* panicked|SUMMARY|stat::number_of_executed_units|stat::peak_rss_mb|Test unit written to|Done [0-9]+ runs)'
     status="${PIPESTATUS[0]}"
     set -e
 
@@ -102,9 +102,11 @@ for t in $FUZZ_TARGETS; do
     else
         execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
         cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1)"
+        # Coverage after the seeds alone, to show what the run added.
+        cov0="$(grep -m 1 -E 'INITED' "$log" | grep -oE 'cov: [0-9]+' | cut -d' ' -f2)"
         rss="$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -n 1)"
-        say "ok   $t: ${execs:-?} execs, ${cov:-cov: ?}, peak RSS ${rss:-?} MB, corpus $(ls "$corpus" | wc -l) new inputs"
-        summary+=("$(printf '%-18s %12s execs  %-10s %6s MB' "$t" "${execs:-?}" "${cov:-cov: ?}" "${rss:-?}")")
+        say "ok   $t: ${execs:-?} execs, ${cov:-cov: ?} (${cov0:-?} from the seeds alone), peak RSS ${rss:-?} MB, corpus $(ls "$corpus" | wc -l) new inputs"
+        summary+=("$(printf '%-18s %12s execs  cov %6s -> %-6s %6s MB' "$t" "${execs:-?}" "${cov0:-?}" "${cov#cov: }" "${rss:-?}")")
     fi
 done
 
