@@ -433,6 +433,21 @@ fn scripts() -> Vec<(&'static str, Script)> {
             ops: vec![data(1400), send(seg(SeqChoice::Next, 1400, flag::FIN | PA))],
         },
     ));
+    // Finding: bytes 100..300 arrive out of order, then bytes 0..200 with a FIN at 200
+    // (where the stack's ACK points). The FIN is in order, but the hole it fills lets the
+    // queued bytes 200..300 through too: 300 bytes, end of stream, and the FIN acknowledged
+    // at 301 instead of 201. A correct TCP (and Linux) ends the stream at 200 and drops
+    // what was queued past the FIN.
+    v.push((
+        "finding_ooo_data_past_fin",
+        Script {
+            setup: passive,
+            ops: vec![
+                send(seg(SeqChoice::Ahead(100), 200, PA)),
+                send(seg(SeqChoice::Acked, 200, flag::FIN | PA)),
+            ],
+        },
+    ));
     v
 }
 

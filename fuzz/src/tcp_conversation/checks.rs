@@ -39,6 +39,9 @@ pub struct Report {
     pub fin_on_syn: bool,
     /// The stream ended inside a FIN segment's data (pending finding).
     pub fin_cut: bool,
+    /// The stream ended past a FIN, after bytes the peer had sent out of order beyond it
+    /// before the FIN (pending finding).
+    pub fin_late: bool,
 }
 
 impl Conversation {
@@ -217,6 +220,21 @@ impl Conversation {
                 });
                 self.report.fin_cut = cut;
                 ok = cut;
+            }
+            if !ok && !AFTER_FIXES {
+                // Pending finding: bytes past the FIN's position that reached the stack out
+                // of order before the FIN are read, and the stream ends after them.
+                let late = self.irs.iter().any(|&(c, alive)| {
+                    let pos = c.wrapping_add(1).wrapping_add(at);
+                    alive
+                        && self
+                            .fins
+                            .iter()
+                            .zip(&self.fin_highs)
+                            .any(|(&f, &h)| diff(pos, f) > 0 && diff(h, pos) >= 0)
+                });
+                self.report.fin_late = late;
+                ok = late;
             }
             assert!(
                 ok,

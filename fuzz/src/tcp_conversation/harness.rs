@@ -47,6 +47,11 @@ pub struct Conversation {
     pub(super) fins: Vec<u32>,
     /// Where the data of each FIN segment in `fins` starts.
     pub(super) fin_starts: Vec<u32>,
+    /// For each FIN in `fins`, the end of the furthest data delivered to the stack before
+    /// it was sent (bytes past the FIN that may already sit out of order in the stack).
+    pub(super) fin_highs: Vec<u32>,
+    /// The end of the furthest data delivered to the stack.
+    pub(super) delivered_end: Option<u32>,
     pub(super) peer_rst: bool,
     /// Application side.
     pub(super) shut: bool,
@@ -95,6 +100,8 @@ impl Conversation {
             irs: Vec::new(),
             fins: Vec::new(),
             fin_starts: Vec::new(),
+            fin_highs: Vec::new(),
+            delivered_end: None,
             peer_rst: false,
             shut: false,
             shut_connecting: false,
@@ -293,6 +300,8 @@ impl Conversation {
         if s.flags & flag::FIN != 0 && !self.fins.contains(&end) && self.fins.len() < 4096 {
             self.fins.push(end);
             self.fin_starts.push(data_start);
+            self.fin_highs
+                .push(self.delivered_end.map_or(end, |h| seq_max(h, end)));
         }
         if s.flags & flag::RST != 0 {
             self.peer_rst = true;

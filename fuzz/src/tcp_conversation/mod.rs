@@ -79,14 +79,18 @@ const HISTORY: usize = 16;
 const BACKLOG: usize = 2;
 /// Read buffer size.
 const READ_BUF: usize = 4096;
-/// The two smoltcp 0.14 findings below are not fixed yet (ustack cannot reach into the
+/// The three smoltcp 0.14 findings below are not fixed yet (ustack cannot reach into the
 /// socket's receive path to work around them), so their strict checks wait for this.
 /// Data past the peer's FIN is accepted in CLOSE-WAIT (and LAST-ACK, CLOSING) and read
 /// after end of stream (seed `finding_data_after_fin`); while this is pending the peer never
 /// sends bytes at or past a FIN it sent ([`Conversation::trim_after_fin`]). A FIN segment
 /// whose data runs past the receive window is cut to the window and its FIN still accepted,
 /// so the stream ends early, bytes silently lost (seed `finding_fin_past_window`); while
-/// pending, end of stream inside such a segment passes.
+/// pending, end of stream inside such a segment passes. Bytes past a FIN's position that
+/// reached the stack out of order before the FIN are read when the FIN fills the hole, and
+/// the stream ends after them instead of at the FIN, which smoltcp acknowledges there (seed
+/// `finding_ooo_data_past_fin`); while pending, end of stream past a FIN passes up to the
+/// furthest data delivered before that FIN was sent.
 pub const AFTER_FIXES: bool = false;
 
 /// Fixed in ustack (`Stack::tcp_shutdown_write` and `tcp_close` before the handshake is

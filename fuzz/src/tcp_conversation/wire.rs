@@ -202,6 +202,10 @@ impl Conversation {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
+        if pkt.len > 0 {
+            let end = pkt.start.wrapping_add(pkt.len);
+            self.delivered_end = Some(self.delivered_end.map_or(end, |h| seq_max(h, end)));
+        }
         self.history.push_back(pkt.clone());
         self.stack.device_mut().rx.push_back(pkt.frame);
     }

@@ -29,6 +29,7 @@ struct Sent {
     ack: bool,
     fin: bool,
     seq: u32,
+    ack_number: u32,
     len: usize,
 }
 
@@ -54,6 +55,7 @@ fn sent_segments(wire: &Wire) -> Vec<Sent> {
             ack: tcp.ack(),
             fin: tcp.fin(),
             seq: tcp.seq_number().0 as u32,
+            ack_number: tcp.ack_number().0 as u32,
             len: tcp.payload().len(),
         });
     }
@@ -318,4 +320,31 @@ fn a_fin_past_the_window_does_not_end_the_stream_early() {
     deliver(&mut s, &mut now, [link.tcp4(&first), link.tcp4(&second)]);
     assert_eq!(read_all(&mut s, h), (2048, Err(Error::WouldBlock)));
     assert_eq!(s.tcp_state(h).unwrap(), State::Established);
+}
+
+/// smoltcp 0.14 bug found by `tcp_conversation` (seed `finding_ooo_data_past_fin`), not yet
+/// worked around: out-of-order bytes waiting past the point where the peer's FIN lands are
+/// delivered when the FIN segment fills the hole, and the FIN is acknowledged after them.
+/// RFC 9293 ends the stream at the FIN; Linux purges the out-of-order queue there.
+#[test]
+#[ignore = "smoltcp 0.14 reads out-of-order data past the peer's FIN; run with --ignored after an upgrade"]
+fn out_of_order_data_past_the_peers_fin_is_not_read() {
+    let link = Link::default();
+    let mut now = Instant::ZERO;
+    let (mut s, h, local, isn) = established(&link, &mut now, 64 * 1024);
+    let ack = isn.wrapping_add(1);
+    let ahead = data(local, 9_101, ack, &[2; 200]);
+    deliver(&mut s, &mut now, [link.tcp4(&ahead)]);
+    let mut with_fin = data(local, 9_001, ack, &[1; 200]);
+    with_fin.control = TcpControl::Fin;
+    deliver(&mut s, &mut now, [link.tcp4(&with_fin)]);
+    assert_eq!(read_all(&mut s, h), (200, Ok(0)));
+    assert_eq!(s.tcp_state(h).unwrap(), State::CloseWait);
+    now += Duration::from_millis(500);
+    deliver(&mut s, &mut now, []);
+    let last = *sent_segments(s.device()).last().unwrap();
+    assert_eq!(
+        last.ack_number, 9_202,
+        "the FIN is acknowledged where it was sent"
+    );
 }
