@@ -137,17 +137,3 @@ fn encode_round_trips_through_arbitrary() {
     }
     assert!(decoded > 2500, "only {decoded} inputs decoded");
 }
-
-/// Prints the script and report of one input:
-/// `TCPC_REPLAY=path cargo test --test tcp_conversation_seeds -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn replay_file() {
-    let Ok(path) = std::env::var("TCPC_REPLAY") else {
-        return;
-    };
-    let data = std::fs::read(&path).expect("read input");
-    let script = Script::decode(&data).expect("decodes");
-    println!("{script:#?}");
-    println!("{:?}", ustack_fuzz::tcp_conversation::run_script(&script));
-}
