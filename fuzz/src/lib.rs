@@ -193,10 +193,17 @@ impl Device for FuzzDevice {
 
 /// The configuration every run uses (fixed seed: runs are reproducible).
 pub fn config() -> Config {
-    let mut config = Config::new(OUR_MAC.0, "10.0.0.1/24".parse().expect("cidr"))
+    let config = Config::new(OUR_MAC.0, "10.0.0.1/24".parse().expect("cidr"))
         .ipv6("fd00::1/64".parse().expect("cidr"))
         .seed(0x5eed_f022);
-    // Small buffers: windows fill up and the fuzzer reaches the zero-window paths.
+    let mut config = small_buffers(config);
+    config.max_sockets = 64;
+    config
+}
+
+/// 2 KiB TCP buffers and 4 small UDP datagram slots, so windows and queues fill up and the
+/// fuzzers reach the zero-window and full-buffer paths.
+pub fn small_buffers(mut config: Config) -> Config {
     config.tcp = TcpOptions {
         rx_buffer: 2048,
         tx_buffer: 2048,
@@ -208,7 +215,6 @@ pub fn config() -> Config {
         tx_packets: 4,
         tx_bytes: 2048,
     };
-    config.max_sockets = 64;
     config
 }
 

@@ -12,7 +12,7 @@ use ustack::ws::close::CloseCode;
 use ustack::ws::conn::Message;
 use ustack::ws::handshake::{ClientConfig, NoHooks, ServerConfig};
 use ustack::ws::{WsClient, WsListener, WsOptions, WsServer, WsSession};
-use ustack::{Config, Stack, TcpHandle, TcpListener, TcpOptions, UdpHandle, UdpOptions};
+use ustack::{Config, Stack, TcpHandle, TcpListener, UdpHandle};
 use ustack_drivers::PipeLink;
 
 use super::checks::Report;
@@ -90,19 +90,8 @@ impl Links {
 }
 
 fn config(mac: EthernetAddress, cidr: &str, seed: u64) -> Config {
-    let mut c = Config::new(mac.0, cidr.parse().expect("cidr")).seed(seed);
-    // Small windows, so the zero-window and full-buffer paths are reachable.
-    c.tcp = TcpOptions {
-        rx_buffer: 2048,
-        tx_buffer: 2048,
-        ..TcpOptions::default()
-    };
-    c.udp = UdpOptions {
-        rx_packets: 4,
-        rx_bytes: 2048,
-        tx_packets: 4,
-        tx_bytes: 2048,
-    };
+    let c = Config::new(mac.0, cidr.parse().expect("cidr")).seed(seed);
+    let mut c = crate::small_buffers(c);
     c.max_sockets = 24;
     c
 }
