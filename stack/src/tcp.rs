@@ -312,8 +312,8 @@ impl<'a, D: Device> Stack<'a, D> {
 
     /// Closes the sending half (sends FIN once queued data is out); reading goes on.
     ///
-    /// Before the handshake has finished the FIN waits for it: what was written is still
-    /// sent, then the FIN. Writing after a shutdown fails with [`Error::NotConnected`].
+    /// Before the handshake has finished the FIN waits for it, and reading goes on once it
+    /// has. Writing after a shutdown fails with [`Error::NotConnected`].
     ///
     /// # Example
     ///
@@ -336,8 +336,8 @@ impl<'a, D: Device> Stack<'a, D> {
     }
 
     /// Closes gracefully: queued data is sent, then FIN. The handle is invalid afterwards; the
-    /// stack finishes the close and reuses the socket. Before the handshake has finished,
-    /// written data still goes out once it has; a connect with nothing written is dropped.
+    /// stack finishes the close and reuses the socket. A connect still waiting for its
+    /// SYN-ACK is dropped at once; in SYN-RECEIVED the FIN waits for the handshake.
     pub fn tcp_close(&mut self, h: TcpHandle) -> Result<()> {
         let i = self.stream(h)?;
         self.shutdown(i, true);
@@ -348,18 +348,18 @@ impl<'a, D: Device> Stack<'a, D> {
 
     /// Queues the FIN, or, before the handshake has finished, remembers it for
     /// [`on_stream`](Self::on_stream) to queue once the handshake is done. smoltcp 0.14 would
-    /// otherwise drop a connection still in SYN-SENT outright (losing what was written,
-    /// later reported as a timeout) and, from SYN-RECEIVED, send a FIN that reuses the SYN's
+    /// otherwise drop a connection still in SYN-SENT outright (reported later as a
+    /// timeout) and, from SYN-RECEIVED, send a FIN that reuses the SYN's
     /// sequence number, so the peer's ACK of the SYN passes for the ACK of the FIN; the
     /// `tcp_conversation` fuzzer found both.
     ///
-    /// A connection still in SYN-SENT whose handle is given up (`releasing`) with nothing
-    /// written is dropped at once instead: nobody waits for it.
+    /// A connection still in SYN-SENT whose handle is given up (`releasing`) is dropped at
+    /// once instead: nobody waits for it, and nothing can have been written yet.
     fn shutdown(&mut self, i: usize, releasing: bool) {
         let sock = self.sockets.get_mut::<tcp::Socket>(self.handle(i));
         let defer = match sock.state() {
             State::SynReceived => true,
-            State::SynSent => !releasing || sock.send_queue() > 0,
+            State::SynSent => !releasing,
             _ => false,
         };
         if defer {
@@ -608,7 +608,7 @@ impl<'a, D: Device> Stack<'a, D> {
             let sock = self.sockets.get_mut::<tcp::Socket>(h);
             if !matches!(sock.state(), State::SynSent | State::SynReceived) {
                 // The handshake is over (or failed, where close does nothing): the FIN
-                // now follows what was written.
+                // can now take the sequence number after the SYN.
                 self.slots[i].shut_pending = false;
                 sock.close();
             }

@@ -243,9 +243,9 @@ fn shutdown_in_syn_received_sends_the_fin_after_the_syn_not_on_it() {
     assert_eq!(s.tcp_state(h).unwrap(), State::FinWait1);
 }
 
-/// Giving up a connect with nothing written frees its socket at once, as before.
+/// Giving up a connect still in SYN-SENT frees its socket at once, as before.
 #[test]
-fn close_while_connecting_with_nothing_written_drops_the_connection_at_once() {
+fn close_while_connecting_drops_the_connection_at_once() {
     let link = Link::default();
     let mut now = Instant::ZERO;
     let (mut s, h, _, _) = connecting(&link, &mut now, TcpOptions::default());
