@@ -489,30 +489,9 @@ impl Conn {
 /// Reassembles every TCP connection to `port` in a pcap file (Ethernet, IPv4), keyed by
 /// the client's port.
 fn read_pcap(path: &Path, port: u16) -> BTreeMap<u16, Conn> {
-    let file = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(file.len() >= 24, "not a pcap file");
-    let le = match file[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
-        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
-        _ => panic!("not a pcap file"),
-    };
-    let u32_at = |b: &[u8]| {
-        let a = [b[0], b[1], b[2], b[3]];
-        if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    };
-    assert_eq!(u32_at(&file[20..24]), 1, "link type must be Ethernet");
     let mut conns: BTreeMap<u16, Conn> = BTreeMap::new();
-    let mut at = 24;
-    while at + 16 <= file.len() {
-        let len = u32_at(&file[at + 8..at + 12]) as usize;
-        let Some(frame) = file.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        at += 16 + len;
+    for (_, frame) in ustack_fuzz::seeds::pcap_frames(path) {
+        let frame = &frame[..];
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             continue;
         };

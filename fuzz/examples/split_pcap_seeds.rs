@@ -59,42 +59,14 @@ struct Pkt {
 }
 
 fn read_pcap(path: &Path) -> Vec<Pkt> {
-    let file = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(file.len() >= 24, "{}: not a pcap file", path.display());
-    let (le, nanos) = match file[..4] {
-        [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
-        [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
-        [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
-        [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-        _ => panic!("{}: not a pcap file", path.display()),
-    };
-    let u32_at = |b: &[u8]| {
-        let a = [b[0], b[1], b[2], b[3]];
-        if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        }
-    };
-    assert_eq!(u32_at(&file[20..24]), 1, "{}: not Ethernet", path.display());
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= file.len() {
-        let h = &file[at..at + 16];
-        let sub = u64::from(u32_at(&h[4..8]));
-        let us = u64::from(u32_at(&h[..4])) * 1_000_000 + if nanos { sub / 1000 } else { sub };
-        let len = u32_at(&h[8..12]) as usize;
-        let Some(frame) = file.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        at += 16 + len;
-        out.push(Pkt {
-            at: us,
+    ustack_fuzz::seeds::pcap_frames(path)
+        .into_iter()
+        .map(|(at, frame)| Pkt {
+            at,
             ours: frame.len() >= 12 && frame[6..12] == OUR_MAC.0,
-            frame: frame.to_vec(),
-        });
-    }
-    out
+            frame,
+        })
+        .collect()
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) {

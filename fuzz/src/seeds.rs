@@ -1,8 +1,12 @@
 //! What the seed tests, generators and WebSocket targets share: reading a target's seed
-//! directory, and the byte that encodes negotiated permessage-deflate parameters.
+//! directory, reading recorded captures, and the byte that encodes negotiated
+//! permessage-deflate parameters.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::DataLink;
 
 use ustack::ws::deflate::DeflateParams;
 
@@ -39,4 +43,24 @@ pub fn deflate_params(b: u8) -> DeflateParams {
         server_no_context_takeover: b & 0x40 != 0,
         client_no_context_takeover: b & 0x80 != 0,
     }
+}
+
+/// Every frame of an Ethernet pcap capture with its capture time in microseconds, up to
+/// the first cut record; panics on a file that is not one (the recorded seeds are).
+pub fn pcap_frames(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    let file = fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = PcapReader::new(file)
+        .unwrap_or_else(|e| panic!("{}: not a pcap file: {e}", path.display()));
+    assert_eq!(
+        reader.header().datalink,
+        DataLink::ETHERNET,
+        "{}: not an Ethernet capture",
+        path.display()
+    );
+    let mut out = Vec::new();
+    while let Some(Ok(packet)) = reader.next_packet() {
+        let at = u64::try_from(packet.timestamp.as_micros()).unwrap_or(u64::MAX);
+        out.push((at, packet.data.into_owned()));
+    }
+    out
 }
