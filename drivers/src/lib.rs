@@ -38,6 +38,15 @@ extern crate std;
 pub mod pipe;
 
 #[cfg(feature = "std")]
+pub mod afpacket;
+#[cfg(feature = "std")]
+mod csum;
+#[cfg(feature = "std")]
+pub mod ethtool;
+#[cfg(feature = "std")]
+pub mod veth;
+
+#[cfg(feature = "std")]
 pub mod iproute;
 #[cfg(feature = "std")]
 pub mod pcap;
@@ -48,6 +57,8 @@ pub mod tap;
 
 pub use pipe::{PipeDevice, PipeLink, PipeStats};
 
+#[cfg(feature = "std")]
+pub use afpacket::{AfPacket, AfPacketBuilder, AfPacketStats, IoMode, RingConfig};
 #[cfg(feature = "std")]
 pub use pcap::PcapRecorder;
 #[cfg(feature = "std")]

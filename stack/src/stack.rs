@@ -51,6 +51,8 @@ pub struct Stack<'a, D: Device> {
     pub(crate) order: u32,
     pub(crate) listener_gen: u16,
     pub(crate) owned: bool,
+    /// Called on the device when a poll ends; see [`Stack::set_flush`].
+    flush: Option<fn(&mut D)>,
 }
 
 impl<'a, D: Device> Stack<'a, D> {
@@ -180,6 +182,7 @@ impl<'a, D: Device> Stack<'a, D> {
             order: 0,
             listener_gen: 0,
             owned,
+            flush: None,
         })
     }
 
@@ -202,6 +205,9 @@ impl<'a, D: Device> Stack<'a, D> {
             );
             self.iface.poll(now, &mut wrapped, &mut self.sockets)
         };
+        if let Some(flush) = self.flush {
+            flush(&mut self.device);
+        }
         self.deliver_icmp_errors();
         let stats = &mut self.ingress.stats;
         stats.tx_frames = self.txc.frames.get();
@@ -269,6 +275,31 @@ impl<'a, D: Device> Stack<'a, D> {
     /// Counters since creation.
     pub fn stats(&self) -> Stats {
         self.ingress.stats
+    }
+
+    /// Has every [`poll`](Self::poll) end by calling `flush` on the device.
+    ///
+    /// smoltcp hands a device one frame per transmit token. A device that batches its
+    /// writes (one `sendmmsg` or ring kick for everything a poll produced, like
+    /// `ustack_drivers::AfPacket`) queues those frames and needs to hear when the poll is
+    /// over; this is that signal. Devices that write each frame at once need no flush.
+    ///
+    /// ```
+    /// # #[cfg(feature = "alloc")] {
+    /// use smoltcp::phy::{Loopback, Medium};
+    /// use smoltcp::time::Instant;
+    /// use ustack::{Config, Stack};
+    ///
+    /// fn flush(_device: &mut Loopback) { /* write out queued frames */ }
+    ///
+    /// let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// stack.set_flush(flush);
+    /// stack.poll(Instant::ZERO); // ends with flush(&mut device)
+    /// # }
+    /// ```
+    pub fn set_flush(&mut self, flush: fn(&mut D)) {
+        self.flush = Some(flush);
     }
 
     /// The device.

@@ -302,3 +302,31 @@ fn connects_beyond_the_unsent_table_are_refused_and_leave_it_consistent() {
     s.connect(ep(7)).unwrap();
     assert_eq!(s.connect(ep(7)), Err(Error::NoBufferSpace));
 }
+
+#[test]
+fn every_poll_ends_with_the_flush_hook_after_the_frames_went_out() {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static FLUSHES: AtomicUsize = AtomicUsize::new(0);
+    static QUEUED_AT_FLUSH: AtomicUsize = AtomicUsize::new(0);
+    fn flush(d: &mut Loopback) {
+        FLUSHES.fetch_add(1, Ordering::SeqCst);
+        // Loopback keeps what the poll transmitted; a batching device would send it now.
+        let mut n = 0;
+        while let Some((rx, _)) = smoltcp::phy::Device::receive(d, Instant::ZERO) {
+            smoltcp::phy::RxToken::consume(rx, |_| n += 1);
+        }
+        QUEUED_AT_FLUSH.store(n, Ordering::SeqCst);
+    }
+    let mut s = stack();
+    s.poll(Instant::ZERO);
+    assert_eq!(FLUSHES.load(Ordering::SeqCst), 0, "no hook, no call");
+    s.set_flush(flush);
+    let sock = s.udp_bind(5000).unwrap();
+    s.udp_send_to(sock, b"x", ep(6000)).unwrap();
+    s.poll(Instant::from_millis(1));
+    assert_eq!(FLUSHES.load(Ordering::SeqCst), 1);
+    // The datagram to our own address was already on the device when the hook ran.
+    assert!(QUEUED_AT_FLUSH.load(Ordering::SeqCst) >= 1);
+    s.poll(Instant::from_millis(2));
+    assert_eq!(FLUSHES.load(Ordering::SeqCst), 2);
+}
