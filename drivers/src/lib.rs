@@ -9,6 +9,10 @@
 //!   which makes it the default choice for stack-to-stack tests.
 //! - [`TapDevice`] (`std`): a Linux TAP interface, optionally created with a
 //!   host-side address and moved into a network namespace.
+//! - [`AfPacket`] (`std`): a raw `AF_PACKET` socket on an interface with no kernel
+//!   address, moving frames one per system call, in `recvmmsg`/`sendmmsg` batches, or
+//!   through a `TPACKET_V3` ring; fanout groups give one stack per core. Its links are
+//!   built with [`veth`] and [`ethtool`].
 //! - [`PcapRecorder`] (`std`): wraps any device and records every frame in both
 //!   directions to a pcap file readable by `tcpdump -r` / Wireshark.
 //! - [`PcapReplay`] (`std`): plays a pcap file's frames into a stack, one per
