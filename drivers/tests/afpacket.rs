@@ -335,3 +335,40 @@ fn a_missing_interface_or_bad_ring_says_what_to_do() {
     .unwrap_err();
     assert!(err.to_string().contains("batch size 0"), "{err}");
 }
+
+#[test]
+fn every_member_of_a_fanout_group_sees_every_arp_frame_once() {
+    if !privileged() {
+        return;
+    }
+    let link = Link::new();
+    let name = link.veth.name_b().to_owned();
+    let open = |mode| {
+        in_netns(&link.user, || {
+            AfPacket::builder(&name).mode(mode).fanout(77).open()
+        })
+        .unwrap()
+        .unwrap()
+    };
+    let mut devs = [
+        open(IoMode::Batched { batch: 8 }),
+        open(IoMode::Batched { batch: 8 }),
+    ];
+    // No neighbour entry: the peer's kernel broadcasts an ARP request first (and repeats it
+    // only after a second).
+    let sock = link.peer_socket();
+    sock.send_to(b"who", (std::net::Ipv4Addr::from(STACK_IP), PORT))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let arp_frames = |dev: &mut AfPacket| {
+        let mut n = 0;
+        for _ in 0..3 {
+            while let Some((rx, _)) = dev.receive(Instant::ZERO) {
+                n += usize::from(rx.consume(|f| f.get(12..14) == Some(&[0x08, 0x06][..])));
+            }
+        }
+        n
+    };
+    let counts = [arp_frames(&mut devs[0]), arp_frames(&mut devs[1])];
+    assert_eq!(counts, [1, 1]);
+}

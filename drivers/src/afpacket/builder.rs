@@ -4,6 +4,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use super::arp::ArpSide;
 use super::ring::Ring;
 use super::rx::RxPath;
 use super::stats::Counters;
@@ -181,13 +182,17 @@ impl AfPacketBuilder {
                 }
             }
         };
-        sys::bind(raw, ifindex)?;
+        sys::bind(raw, ifindex, sys::ETH_P_ALL)?;
         if let Some(group) = self.fanout {
             let arg = u32::from(group) | (sys::PACKET_FANOUT_HASH << 16);
             sys::set_opt(raw, sys::SOL_PACKET, sys::PACKET_FANOUT, &arg, "PACKET_FANOUT").map_err(|e| {
                 io::Error::new(e.kind(), format!("{e}; every socket of fanout group {group} must use the same interface and mode"))
             })?;
         }
+        let arp = match self.fanout {
+            Some(_) => Some(ArpSide::open(raw, ifindex, slot)?),
+            None => None,
+        };
         let tx = match self.mode {
             IoMode::PerFrame => TxPath::PerFrame { buf: vec![0; slot] },
             mode => TxPath::Queued {
@@ -211,6 +216,7 @@ impl AfPacketBuilder {
             tx,
             c: Counters::default(),
             kernel: Cell::new((0, 0)),
+            arp,
         })
     }
 }

@@ -48,6 +48,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod arp;
 mod builder;
 mod ring;
 mod rx;
@@ -168,6 +169,8 @@ pub struct AfPacket {
     /// Kernel drop counters summed so far (`tp_drops`, `tp_freeze_q_cnt`); reading them
     /// resets the kernel's, hence the running sum.
     kernel: Cell<(u64, u64)>,
+    /// Fanout groups only: the group-wide ARP view (see `arp`).
+    arp: Option<arp::ArpSide>,
 }
 
 impl AfPacket {
@@ -345,7 +348,21 @@ impl Device for AfPacket {
     fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         self.late_flush(now);
         let fd = self.fd.as_raw_fd();
-        let frame = next_frame(&mut self.rx, fd, &mut self.c, &self.name)?;
+        let arp_len = self.arp.as_mut().and_then(|a| a.fetch(&mut self.c));
+        // Borrows are taken inside each branch: the one not taken stays free.
+        let frame = if let Some(len) = arp_len {
+            self.arp.as_ref()?.frame(len)
+        } else {
+            match next_frame(&mut self.rx, fd, &mut self.c, &self.name) {
+                Some(frame) => frame,
+                None => {
+                    if let Some(a) = self.arp.as_mut() {
+                        a.poll_ended();
+                    }
+                    return None;
+                }
+            }
+        };
         self.c.s.rx_frames += 1;
         self.c.s.rx_bytes += frame.len() as u64;
         let rx = AfPacketRxToken { frame };
@@ -385,8 +402,13 @@ impl fmt::Debug for AfPacket {
 }
 
 impl AsRawFd for AfPacket {
+    /// The descriptor to wait on for frames: the socket, or in a fanout group an epoll
+    /// descriptor that also covers the ARP socket.
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        match &self.arp {
+            Some(a) => a.wait_fd(),
+            None => self.fd.as_raw_fd(),
+        }
     }
 }
 

@@ -93,12 +93,13 @@ pub(super) fn take_stats(fd: RawFd) -> io::Result<(u32, u32, u32)> {
     Ok((v[0], v[1], v[2]))
 }
 
-/// Binds the socket to interface `ifindex`, receiving every protocol.
-pub(super) fn bind(fd: RawFd, ifindex: i32) -> io::Result<()> {
+/// Binds the socket to interface `ifindex`, receiving `protocol` (an ethertype, or
+/// [`ETH_P_ALL`]).
+pub(super) fn bind(fd: RawFd, ifindex: i32, protocol: u16) -> io::Result<()> {
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = ETH_P_ALL.to_be();
+    addr.sll_protocol = protocol.to_be();
     addr.sll_ifindex = ifindex;
     // SAFETY: `addr` is a valid sockaddr_ll of the size passed.
     let rc = unsafe {
