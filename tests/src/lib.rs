@@ -29,8 +29,6 @@
 //! # drop(device);
 //! ```
 
-use std::fs::File;
-use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -40,6 +38,7 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use ustack_drivers::iproute::enter_netns;
 use ustack_drivers::{TapBuilder, TapDevice};
 
 /// Host-side address of a [`TapLink`] (inside its namespace).
@@ -304,10 +303,10 @@ impl NetNs {
     /// sock.send_to(b"x", sock.local_addr().unwrap()).unwrap();
     /// ```
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = self.path();
+        let name = self.name.clone();
         std::thread::scope(|scope| {
             let thread = scope.spawn(move || {
-                enter(&path).unwrap_or_else(|e| panic!("{e}"));
+                enter_netns(&name).unwrap_or_else(|e| panic!("{e}"));
                 f()
             });
             match thread.join() {
@@ -343,9 +342,9 @@ impl NetNs {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let path = self.path();
+        let name = self.name.clone();
         std::thread::spawn(move || {
-            enter(&path).unwrap_or_else(|e| panic!("{e}"));
+            enter_netns(&name).unwrap_or_else(|e| panic!("{e}"));
             f()
         })
     }
@@ -393,30 +392,6 @@ impl Drop for NetNs {
             );
         }
     }
-}
-
-/// Moves the calling thread into the network namespace mounted at `path`.
-fn enter(path: &Path) -> io::Result<()> {
-    let file = File::open(path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot open network namespace {}: {e}", path.display()),
-        )
-    })?;
-    // SAFETY: `file` is a valid namespace descriptor for the duration of the
-    // call; setns only changes the calling thread's network namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!(
-                "cannot enter network namespace {}: {e}; needs CAP_SYS_ADMIN",
-                path.display()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// A TAP interface whose host side sits in its own [`NetNs`] with address
