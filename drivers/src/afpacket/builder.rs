@@ -156,6 +156,7 @@ impl AfPacketBuilder {
                     ring: Ring::new(raw, &cfg)?,
                     block: 0,
                     cur: None,
+                    served: 0,
                 }
             }
             mode => {

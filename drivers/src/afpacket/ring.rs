@@ -56,11 +56,16 @@ pub struct RingConfig {
 }
 
 impl Default for RingConfig {
-    /// 16 blocks of 256 KiB (4 MiB), a 1 ms block timeout, 64-frame transmit batches.
+    /// 256 blocks of 16 KiB (4 MiB), a 1 ms block timeout, 64-frame transmit batches.
+    ///
+    /// Many small blocks rather than a few big ones: under light traffic the kernel hands
+    /// over a block every timeout however little it holds, so the block count, not the
+    /// bytes, is how long the stack may stall (here 256 ms) before frames are dropped.
+    /// Use bigger blocks for jumbo frames (a block must hold one frame).
     fn default() -> Self {
         RingConfig {
-            block_size: 256 * 1024,
-            block_count: 16,
+            block_size: 16 * 1024,
+            block_count: 256,
             block_timeout_ms: 1,
             tx_batch: 64,
         }

@@ -22,8 +22,14 @@ pub(super) enum RxPath {
         ring: Ring,
         block: usize,
         cur: Option<Cursor>,
+        /// Frames given since the poll began.
+        served: usize,
     },
 }
+
+/// Frames one poll takes from the ring before it ends (and flushes what it sent), so a
+/// flood cannot keep one poll going and starve timers. Blocks are read across as needed.
+const RING_POLL_FRAMES: usize = 512;
 
 /// The next frame for the stack, if any; `None` also ends one poll's batch.
 pub(super) fn next_frame<'b>(
@@ -86,11 +92,20 @@ pub(super) fn next_frame<'b>(
                 *drained = false;
             }
         }
-        RxPath::Ring { ring, block, cur } => {
+        RxPath::Ring {
+            ring,
+            block,
+            cur,
+            served,
+        } => {
             // Positions first, the borrow of the block last: the loop cannot hold it.
             let (start, len) = loop {
                 let Some(at) = cur.as_mut() else {
-                    let first = ring::first(ring.owned(*block)?);
+                    let Some(b) = ring.owned(*block) else {
+                        *served = 0;
+                        return None;
+                    };
+                    let first = ring::first(b);
                     c.rx_syscalls += 1;
                     match first {
                         Some(first) => *cur = Some(first),
@@ -111,14 +126,17 @@ pub(super) fn next_frame<'b>(
                                 c.rx_csum_filled += 1;
                             }
                         }
+                        *served += 1;
                         break (f.start, f.snaplen);
                     }
                     None => {
-                        // One block per poll, then the poll ends and flushes.
                         ring.release(*block);
                         *block = (*block + 1) % ring.blocks();
                         *cur = None;
-                        return None;
+                        if *served >= RING_POLL_FRAMES {
+                            *served = 0;
+                            return None;
+                        }
                     }
                 }
             };
