@@ -90,6 +90,12 @@ pub struct Config {
     /// that sockets with [`Stack::udp_drop_probes`](crate::Stack::udp_drop_probes) discard.
     /// Both ends must agree on it.
     pub udp_probe: &'static [u8],
+    /// Longest frame accepted from the device, in bytes with the Ethernet header; longer
+    /// ones are dropped and counted as oversize. `0`, the default, means the device's MTU.
+    /// Raise it for devices that hand over frames larger than the link's MTU, like a TAP
+    /// with offloads, which delivers TCP segments of up to 64 KiB
+    /// (`ustack_drivers::TapDevice::rx_frame_limit`).
+    pub max_rx_frame: usize,
 }
 
 /// The default dial probe, [`Config::udp_probe`].
@@ -109,7 +115,20 @@ impl Config {
             udp: UdpOptions::default(),
             syn_hold: Duration::from_millis(500),
             udp_probe: DEFAULT_UDP_PROBE,
+            max_rx_frame: 0,
         }
+    }
+
+    /// Sets the longest frame accepted from the device; see [`Config::max_rx_frame`].
+    ///
+    /// ```
+    /// let config = ustack::Config::new([2, 0, 0, 0, 0, 2], "10.7.0.2/24".parse().unwrap())
+    ///     .max_rx_frame(65_535 + 14);
+    /// assert_eq!(config.max_rx_frame, 65_549);
+    /// ```
+    pub fn max_rx_frame(mut self, bytes: usize) -> Self {
+        self.max_rx_frame = bytes;
+        self
     }
 
     /// Sets the default gateway.

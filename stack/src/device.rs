@@ -74,6 +74,8 @@ pub(crate) struct IngressState {
     pub icmp_hits: Deque<IcmpHit, ICMP_ERROR_MEMORY>,
     /// Our MAC, which an ICMP error's frame must be sent to (or be broadcast or multicast).
     mac: [u8; 6],
+    /// `Config::max_rx_frame`.
+    pub max_rx_frame: usize,
 }
 
 /// Whether smoltcp would take the frame as ours at the link layer.
@@ -264,7 +266,7 @@ impl<'s, D: Device> Wrapped<'s, D> {
     ) -> Self {
         let c = inner.capabilities();
         let caps = Caps {
-            max_len: c.max_transmission_unit,
+            max_len: c.max_transmission_unit.max(state.max_rx_frame),
             checks: c.checksum,
         };
         Wrapped {

@@ -130,6 +130,7 @@ impl<'a, D: Device> Stack<'a, D> {
         }
         ReadyTable::init(&cells);
         let mut ingress = IngressState::new(config.syn_hold, config.mac.0);
+        ingress.max_rx_frame = config.max_rx_frame;
         let txc = TxCount::default();
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(config.mac));
         iface_config.random_seed = config.random_seed;

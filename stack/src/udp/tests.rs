@@ -420,3 +420,31 @@ fn icmp_errors_are_checked_against_addresses_changed_through_the_interface() {
     p.deliver([moved.unreachable4(PORT_UNREACHABLE_V4, &quote(&moved))]);
     assert_eq!(p.recv(h), Err(Error::ConnectionRefused));
 }
+
+#[test]
+fn frames_beyond_the_mtu_are_oversize_unless_max_rx_frame_allows_them() {
+    for (limit, delivered) in [(0, false), (4000, true), (3000, false)] {
+        let link = Link::default();
+        let config =
+            Config::new(link.our_mac.0, "10.0.0.1/24".parse().unwrap()).max_rx_frame(limit);
+        let mut stack = Stack::new(config, Wire::default(), Instant::ZERO).unwrap();
+        let h = stack.udp_bind(LOCAL).unwrap();
+        let payload = std::vec![0x5a; 3000];
+        // 14 + 20 + 8 + 3000 = 3042 bytes: over the wire's 1514-byte MTU.
+        stack
+            .device_mut()
+            .inbound
+            .push_back(link.udp4(PEER_PORT, LOCAL, &payload));
+        stack.poll(Instant::from_millis(1));
+        let mut buf = std::vec![0u8; 4000];
+        let got = stack.udp_recv_from(h, &mut buf).map(|(n, _)| n);
+        if delivered {
+            assert_eq!(got, Ok(3000), "limit {limit}");
+            assert_eq!(&buf[..3000], &payload[..]);
+            assert_eq!(stack.stats().rx_oversize, 0);
+        } else {
+            assert_eq!(got, Err(Error::WouldBlock), "limit {limit}");
+            assert_eq!(stack.stats().rx_oversize, 1, "limit {limit}");
+        }
+    }
+}

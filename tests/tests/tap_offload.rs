@@ -1,0 +1,277 @@
+//! The faster TAP paths against the Linux kernel in a private namespace: checksum and TCP
+//! segmentation offload (`TapBuilder::offload`, a `virtio_net_hdr` on every frame) and a
+//! jumbo MTU (`TapBuilder::mtu`). Each test checks the bytes and that the fast path was
+//! really taken (its counters), so a silent fallback to plain frames fails.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use support::{echo_addr, echo_through, EchoServer};
+use ustack::runtime::{PollMode, SharedStack};
+use ustack::smoltcp::phy::{Checksum, Device};
+use ustack::smoltcp::wire::Ipv6Cidr;
+use ustack::{Config, Stack, TcpOptions};
+use ustack_drivers::{TapBuilder, TapDevice, TapStats};
+use ustack_tests::{
+    privileged, random_bytes, unique_name, NetNs, HOST_CIDR, HOST_CIDR6, HOST_IP, PREFIX_LEN6,
+    STACK_IP, STACK_IP6,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Port of the ustack sink.
+const SINK_PORT: u16 = 5001;
+/// Big buffers, as the docs of `TapBuilder` ask for: the window must hold several 64 KiB
+/// segments.
+const TCP_BUFFER: usize = 2 * 1024 * 1024;
+/// Largest frame of the default 1500-byte MTU.
+const PLAIN_FRAME: u64 = 1514;
+
+/// ustack's configuration with large TCP buffers, accepting the largest frame `device`
+/// may deliver (64 KiB segments with offload).
+fn big_config(device: &TapDevice) -> Config {
+    let mut config = support::config().max_rx_frame(device.rx_frame_limit());
+    config.tcp = TcpOptions {
+        rx_buffer: TCP_BUFFER,
+        tx_buffer: TCP_BUFFER,
+        ..TcpOptions::default()
+    };
+    config
+}
+
+/// A TAP with its host side at `HOST_CIDR` in a fresh namespace, built with `configure`.
+fn tap(configure: impl FnOnce(TapBuilder) -> TapBuilder) -> (NetNs, TapDevice) {
+    let ns = NetNs::new();
+    let builder = TapBuilder::new(&unique_name("utof"))
+        .netns(ns.name())
+        .host_addr(HOST_CIDR)
+        .ipv6_autoconf(false);
+    let device = configure(builder)
+        .create()
+        .unwrap_or_else(|e| panic!("cannot create TAP: {e}"));
+    (ns, device)
+}
+
+fn stats(shared: &SharedStack<TapDevice>) -> TapStats {
+    shared.with(|s| s.device().stats())
+}
+
+#[test]
+fn kernel_sends_64_mib_over_an_offload_tap_as_super_segments() {
+    if !privileged() {
+        return;
+    }
+    let (ns, device) = tap(|b| b.offload(true));
+    assert!(device.offload());
+    let caps = device.capabilities();
+    // Verified on receive, left to the kernel on transmit.
+    for cs in [caps.checksum.tcp, caps.checksum.udp] {
+        assert!(matches!(cs, Checksum::Rx), "{cs:?}");
+    }
+    assert_eq!(
+        caps.max_transmission_unit, 1514,
+        "the link's MTU is what may be sent"
+    );
+    assert_eq!(
+        device.rx_frame_limit(),
+        65_535 + 14,
+        "room for 64 KiB segments"
+    );
+
+    let stack = Stack::new(big_config(&device), device, ustack::runtime::now()).unwrap();
+    let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
+    let listener = shared.listen(SINK_PORT, 1).unwrap();
+    let data = random_bytes(64, 64 * 1024 * 1024);
+    let sent = data.clone();
+    let writer = ns.spawn(move || -> std::io::Result<()> {
+        let addr = SocketAddr::from((STACK_IP, SINK_PORT));
+        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.write_all(&sent)?;
+        s.shutdown(Shutdown::Write)?;
+        // Wait for ustack's FIN so the connection closes cleanly before the link goes.
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest)?;
+        assert!(rest.is_empty(), "the sink sends nothing");
+        Ok(())
+    });
+    let mut conn = listener.accept_timeout(TIMEOUT).expect("kernel connects");
+    conn.set_read_timeout(Some(TIMEOUT));
+    let mut got = Vec::with_capacity(data.len());
+    conn.read_to_end(&mut got)
+        .expect("read until the kernel's FIN");
+    drop(conn);
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("kernel writer");
+    assert_eq!(got.len(), data.len());
+    assert!(
+        got == data,
+        "received bytes differ from what the kernel sent"
+    );
+
+    let tap = stats(&shared);
+    let ingress = shared.with(|s| s.stats());
+    shared.shutdown();
+    eprintln!("{tap:?}");
+    assert!(
+        tap.rx_gso_frames > 0,
+        "no TCP super-segment arrived: the offload path was not used ({tap:?})"
+    );
+    assert!(
+        tap.rx_csum_completed > 0,
+        "no partial checksum was completed ({tap:?})"
+    );
+    assert!(tap.rx_largest_frame > PLAIN_FRAME, "{tap:?}");
+    assert_eq!(tap.rx_malformed, 0, "{tap:?}");
+    assert_eq!(
+        ingress.rx_dropped(),
+        0,
+        "ustack's ingress check dropped frames: {ingress:?}"
+    );
+}
+
+#[test]
+fn kernel_sends_8_mib_over_ipv6_as_tcpv6_super_segments() {
+    if !privileged() {
+        return;
+    }
+    let (ns, device) = tap(|b| b.host_addr(HOST_CIDR6).offload(true));
+    let config = big_config(&device).ipv6(Ipv6Cidr::new(STACK_IP6, PREFIX_LEN6));
+    let stack = Stack::new(config, device, ustack::runtime::now()).unwrap();
+    let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
+    let listener = shared.listen(SINK_PORT, 1).unwrap();
+    let data = random_bytes(6, 8 * 1024 * 1024);
+    let sent = data.clone();
+    let writer = ns.spawn(move || -> std::io::Result<()> {
+        let addr = SocketAddr::from((STACK_IP6, SINK_PORT));
+        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        s.write_all(&sent)?;
+        s.shutdown(Shutdown::Write)?;
+        s.read_to_end(&mut Vec::new())?;
+        Ok(())
+    });
+    let mut conn = listener.accept_timeout(TIMEOUT).expect("kernel connects");
+    conn.set_read_timeout(Some(TIMEOUT));
+    let mut got = Vec::with_capacity(data.len());
+    conn.read_to_end(&mut got)
+        .expect("read until the kernel's FIN");
+    drop(conn);
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("kernel writer");
+    assert!(
+        got == data,
+        "received bytes differ from what the kernel sent"
+    );
+    let tap = stats(&shared);
+    let ingress = shared.with(|s| s.stats());
+    shared.shutdown();
+    eprintln!("{tap:?}");
+    assert!(tap.rx_gso_frames > 0, "no TCPv6 super-segment ({tap:?})");
+    assert!(tap.rx_largest_frame > PLAIN_FRAME, "{tap:?}");
+    assert_eq!(tap.rx_malformed, 0, "{tap:?}");
+    assert_eq!(ingress.rx_dropped(), 0, "{ingress:?}");
+}
+
+#[test]
+fn ustack_sends_8_mib_to_the_kernel_with_checksums_left_to_the_kernel() {
+    if !privileged() {
+        return;
+    }
+    let (ns, device) = tap(|b| b.offload(true));
+    let listener = ns.run(|| TcpListener::bind((HOST_IP, 0)).expect("kernel listener"));
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+        let (mut s, _) = listener.accept()?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?;
+        Ok(got)
+    });
+    let stack = Stack::new(big_config(&device), device, ustack::runtime::now()).unwrap();
+    let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
+    let mut conn = shared
+        .connect(SocketAddr::from((HOST_IP, port)))
+        .expect("ustack connects");
+    conn.set_write_timeout(Some(TIMEOUT));
+    let data = random_bytes(8, 8 * 1024 * 1024);
+    conn.write_all(&data).unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    conn.flush_acked()
+        .expect("the kernel acknowledges everything");
+    let got = reader
+        .join()
+        .expect("reader thread")
+        .expect("kernel reader");
+    drop(conn);
+    assert_eq!(got.len(), data.len());
+    // The kernel takes a frame with a partial checksum as verified and finishes the sum only
+    // when it forwards it, so the bytes prove the frames were well-formed, the counter that
+    // the offload was used, and csum's unit tests that the sums the kernel would finish are
+    // the ones smoltcp computes.
+    assert!(got == data, "bytes received by the kernel differ");
+    let tap = stats(&shared);
+    shared.shutdown();
+    eprintln!("{tap:?}");
+    assert!(
+        tap.tx_csum_offloaded > 1000,
+        "TCP frames left without checksum offload ({tap:?})"
+    );
+    assert_eq!(tap.tx_dropped, 0, "{tap:?}");
+}
+
+#[test]
+fn jumbo_mtu_65521_echoes_8_mib_in_frames_above_1514_bytes() {
+    if !privileged() {
+        return;
+    }
+    let (ns, device) = tap(|b| b.mtu(65_521));
+    assert_eq!(device.mtu(), 65_521);
+    assert_eq!(device.capabilities().max_transmission_unit, 65_535);
+    let out = ns.exec("ip", &["link", "show", device.name()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("mtu 65521"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let server = EchoServer::start_with(big_config(&device), device, 1);
+    let data = random_bytes(9000, 8 * 1024 * 1024);
+    let echoed = ns.run(|| {
+        let s = TcpStream::connect_timeout(&echo_addr(), TIMEOUT).expect("connect to ustack echo");
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        echo_through(s, &data)
+    });
+    let echoed = echoed.expect("echo exchange");
+    assert_eq!(echoed.len(), data.len());
+    assert!(echoed == data, "echoed bytes differ from what was sent");
+    let (stack, echo) = server.stop();
+    assert_eq!(echo.tcp_bytes, data.len() as u64);
+    let tap = stack.device().stats();
+    eprintln!("{tap:?}");
+    assert!(
+        tap.rx_largest_frame > PLAIN_FRAME,
+        "kernel sent no jumbo frame ({tap:?})"
+    );
+    assert!(
+        tap.tx_largest_frame > PLAIN_FRAME,
+        "ustack sent no jumbo frame ({tap:?})"
+    );
+    assert!(tap.rx_largest_frame <= 65_535 && tap.tx_largest_frame <= 65_535);
+    assert_eq!(stack.stats().rx_dropped(), 0);
+}
+
+#[test]
+fn an_mtu_above_65521_is_refused_with_the_limit() {
+    let err = TapBuilder::new(&unique_name("utof"))
+        .mtu(65_522)
+        .create()
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("65521"), "{err}");
+}
