@@ -14,7 +14,7 @@ use smoltcp::wire::{
 };
 use ustack_drivers::iproute::{in_netns, ip};
 use ustack_drivers::veth::{VethBuilder, VethPair};
-use ustack_drivers::{AfPacket, IoMode, RingConfig};
+use ustack_drivers::{AfPacket, AfPacketBuilder, IoMode, RingConfig};
 
 const PEER_IP: [u8; 4] = [10, 9, 0, 1];
 const STACK_IP: [u8; 4] = [10, 9, 0, 2];
@@ -79,8 +79,13 @@ impl Link {
     }
 
     fn open(&self, mode: IoMode) -> AfPacket {
+        self.open_with(|b| b.mode(mode))
+    }
+
+    /// Opens a device built by `build` in the user namespace; the peer learns its MAC.
+    fn open_with(&self, build: impl FnOnce(AfPacketBuilder) -> AfPacketBuilder + Send) -> AfPacket {
         let name = self.veth.name_b().to_owned();
-        let dev = in_netns(&self.user, || AfPacket::builder(&name).mode(mode).open())
+        let dev = in_netns(&self.user, || build(AfPacket::builder(&name)).open())
             .unwrap()
             .unwrap();
         // The peer learns our MAC without ARP, which these device-level tests do not answer.
@@ -371,4 +376,31 @@ fn every_member_of_a_fanout_group_sees_every_arp_frame_once() {
     };
     let counts = [arp_frames(&mut devs[0]), arp_frames(&mut devs[1])];
     assert_eq!(counts, [1, 1]);
+}
+
+#[test]
+fn a_poll_takes_at_most_the_receive_budget() {
+    if !privileged() {
+        return;
+    }
+    for mode in [IoMode::PerFrame, IoMode::Ring(RingConfig::default())] {
+        let link = Link::new();
+        let mut dev = link.open_with(|b| b.mode(mode).rx_budget(4));
+        let sock = link.peer_socket();
+        for i in 0..10u8 {
+            sock.send_to(&[i], (std::net::Ipv4Addr::from(STACK_IP), PORT))
+                .unwrap();
+        }
+        // Past the ring's 1 ms block timeout, so all ten wait in one block.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut polls = Vec::new();
+        for _ in 0..4 {
+            let mut n = 0;
+            while let Some((rx, _)) = dev.receive(Instant::ZERO) {
+                n += usize::from(rx.consume(udp_payload).is_some());
+            }
+            polls.push(n);
+        }
+        assert_eq!(polls, [4, 4, 2, 0], "{mode:?}");
+    }
 }

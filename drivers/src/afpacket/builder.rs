@@ -32,6 +32,7 @@ pub struct AfPacketBuilder {
     pub(super) fanout: Option<u16>,
     pub(super) qdisc_bypass: bool,
     pub(super) rcvbuf: usize,
+    pub(super) rx_budget: usize,
 }
 
 impl AfPacketBuilder {
@@ -90,6 +91,23 @@ impl AfPacketBuilder {
     /// ```
     pub fn rcvbuf(mut self, bytes: usize) -> Self {
         self.rcvbuf = bytes;
+        self
+    }
+
+    /// Frames one poll may receive in per-frame and ring mode (default 64; batched mode
+    /// takes one `recvmmsg` of `batch` frames per poll). Then the poll ends: the sockets and
+    /// the transmit queue drain before more frames come in, so a flood cannot keep one poll
+    /// reading while the application's buffers overflow. Frames left wait in the kernel
+    /// (the descriptor stays readable, so the next poll comes at once).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// let dev = ustack_drivers::AfPacket::builder("veth1").rx_budget(256).open()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn rx_budget(mut self, frames: usize) -> Self {
+        self.rx_budget = frames.max(1);
         self
     }
 
@@ -157,6 +175,7 @@ impl AfPacketBuilder {
                     block: 0,
                     cur: None,
                     served: 0,
+                    budget: self.rx_budget,
                 }
             }
             mode => {
@@ -179,7 +198,11 @@ impl AfPacketBuilder {
                         pos: 0,
                         drained: true,
                     },
-                    _ => RxPath::PerFrame { buf: vec![0; slot] },
+                    _ => RxPath::PerFrame {
+                        buf: vec![0; slot],
+                        served: 0,
+                        budget: self.rx_budget,
+                    },
                 }
             }
         };

@@ -79,6 +79,9 @@ const LINK_OVERHEAD: usize = 14 + 4;
 /// Default receive buffer for the socket modes; the kernel default (~208 KiB) holds only a
 /// few hundred small frames.
 const DEFAULT_RCVBUF: usize = 4 << 20;
+/// Frames one poll receives in per-frame and ring mode: the default UDP socket buffer's
+/// 64 datagrams, and the default batch.
+const DEFAULT_RX_BUDGET: usize = 64;
 
 /// How an [`AfPacket`] moves frames; chosen when it is opened.
 ///
@@ -191,6 +194,7 @@ impl AfPacket {
             fanout: None,
             qdisc_bypass: true,
             rcvbuf: DEFAULT_RCVBUF,
+            rx_budget: DEFAULT_RX_BUDGET,
         }
     }
 

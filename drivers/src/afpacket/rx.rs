@@ -9,6 +9,9 @@ use super::sys::{self, MsgVec, PACKET_OUTGOING};
 pub(super) enum RxPath {
     PerFrame {
         buf: Vec<u8>,
+        /// Frames given since the poll began, and how many one poll may take.
+        served: usize,
+        budget: usize,
     },
     Batched {
         buf: Vec<u8>,
@@ -22,14 +25,22 @@ pub(super) enum RxPath {
         ring: Ring,
         block: usize,
         cur: Option<Cursor>,
-        /// Frames given since the poll began.
+        /// Frames given since the poll began, and how many one poll may take.
         served: usize,
+        budget: usize,
     },
 }
 
-/// Frames one poll takes from the ring before it ends (and flushes what it sent), so a
-/// flood cannot keep one poll going and starve timers. Blocks are read across as needed.
-const RING_POLL_FRAMES: usize = 512;
+/// Ends a poll once it took `budget` frames: the stack's sockets (64 datagrams of UDP
+/// buffer by default) and its transmit queue drain before more come in, so a flood cannot
+/// keep one poll reading while the application's queues overflow (receive livelock).
+fn over_budget(served: &mut usize, budget: usize) -> bool {
+    if *served >= budget {
+        *served = 0;
+        return true;
+    }
+    false
+}
 
 /// The next frame for the stack, if any; `None` also ends one poll's batch.
 pub(super) fn next_frame<'b>(
@@ -39,13 +50,26 @@ pub(super) fn next_frame<'b>(
     name: &str,
 ) -> Option<&'b [u8]> {
     match rx {
-        RxPath::PerFrame { buf } => loop {
+        RxPath::PerFrame {
+            buf,
+            served,
+            budget,
+        } => loop {
+            if over_budget(served, *budget) {
+                return None;
+            }
             c.rx_syscalls += 1;
             match sys::recv_one(fd, buf) {
                 Ok(Some((_, PACKET_OUTGOING))) => c.rx_outgoing += 1,
                 Ok(Some((len, _))) if len > buf.len() => c.rx_truncated += 1,
-                Ok(Some((len, _))) => return Some(&buf[..len]),
-                Ok(None) => return None,
+                Ok(Some((len, _))) => {
+                    *served += 1;
+                    return Some(&buf[..len]);
+                }
+                Ok(None) => {
+                    *served = 0;
+                    return None;
+                }
                 Err(e) => {
                     c.rx_errors += 1;
                     c.warn(name, "recvfrom", &e);
@@ -97,9 +121,13 @@ pub(super) fn next_frame<'b>(
             block,
             cur,
             served,
+            budget,
         } => {
             // Positions first, the borrow of the block last: the loop cannot hold it.
             let (start, len) = loop {
+                if over_budget(served, *budget) {
+                    return None;
+                }
                 let Some(at) = cur.as_mut() else {
                     let Some(b) = ring.owned(*block) else {
                         *served = 0;
@@ -133,10 +161,6 @@ pub(super) fn next_frame<'b>(
                         ring.release(*block);
                         *block = (*block + 1) % ring.blocks();
                         *cur = None;
-                        if *served >= RING_POLL_FRAMES {
-                            *served = 0;
-                            return None;
-                        }
                     }
                 }
             };
