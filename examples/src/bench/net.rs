@@ -47,14 +47,38 @@ impl Drop for Netns {
 
 /// A fresh namespace `{prefix}-u` and a TAP `{prefix}u` whose host side sits in it at
 /// [`HOST_IP`](super::HOST_IP)/24: the link every userspace-stack row runs over.
+#[allow(dead_code)] // bench_tcp builds its TAPs with user_tap_with; the other benches use this
 pub fn user_tap(prefix: &str) -> io::Result<(Netns, ustack_drivers::TapDevice)> {
+    user_tap_with(prefix, TapOptions::default())
+}
+
+/// How a benchmark's TAP is set up beyond the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TapOptions {
+    /// MTU of the link (both sides), for jumbo frames; `None` is the kernel's 1500.
+    pub mtu: Option<usize>,
+    /// `IFF_VNET_HDR` with `TUNSETOFFLOAD`: the kernel hands over large TCP segments and
+    /// checksum-partial frames.
+    pub offload: bool,
+}
+
+/// [`user_tap`] with a jumbo MTU or kernel offloads.
+pub fn user_tap_with(
+    prefix: &str,
+    opts: TapOptions,
+) -> io::Result<(Netns, ustack_drivers::TapDevice)> {
     let ns = Netns::create(&format!("{prefix}-u"))?;
-    let tap = ustack_drivers::TapDevice::builder(&format!("{prefix}u"))
+    let mut b = ustack_drivers::TapDevice::builder(&format!("{prefix}u"))
         .netns(ns.name())
         .host_addr(&format!("{}/24", std::net::Ipv4Addr::from(super::HOST_IP)))
-        .ipv6_autoconf(false)
-        .create()?;
-    Ok((ns, tap))
+        .ipv6_autoconf(false);
+    if let Some(mtu) = opts.mtu {
+        b = b.mtu(mtu);
+    }
+    if opts.offload {
+        b = b.offload(true);
+    }
+    Ok((ns, b.create()?))
 }
 
 /// Moves the calling thread into namespace `ns` (threads switch network namespace one by one).
@@ -165,5 +189,63 @@ pub fn link_counters(ns: &str, dev: &str) -> io::Result<(u64, u64, u64)> {
         _ => Err(io::Error::other(format!(
             "cannot parse `ip -s link show dev {dev}` output"
         ))),
+    }
+}
+
+/// The link of every AF_PACKET row: namespace `{prefix}-ap` holds the kernel peer's veth end
+/// `{prefix}p` at [`HOST_IP`](super::HOST_IP)/24, namespace `{prefix}-au` holds ustack's end
+/// `{prefix}a`. ustack's end has no IPv4 address (so the local kernel never answers for
+/// ustack's address) unless the row is a kernel anchor that asks for one. Offloads (TSO, GSO,
+/// GRO, checksums) are off on both ends, so the peer sends real, checksummed, MTU-sized
+/// frames; neither end gets an IPv6 address.
+#[derive(Debug)]
+pub struct UserVeth {
+    // Field order is drop order: the pair first, then the namespaces.
+    pair: ustack_drivers::veth::VethPair,
+    /// The kernel peer's namespace.
+    pub peer: Netns,
+    /// ustack's namespace (the kernel's, for anchor rows).
+    pub user: Netns,
+}
+
+impl UserVeth {
+    /// Creates both namespaces and the veth pair. With `user_ip`, ustack's end gets
+    /// [`USER_IP`](super::USER_IP)/24, for the rows where the kernel plays ustack's part.
+    pub fn create(prefix: &str, user_ip: bool, mtu: Option<usize>) -> io::Result<UserVeth> {
+        let peer = Netns::create(&format!("{prefix}-ap"))?;
+        let user = Netns::create(&format!("{prefix}-au"))?;
+        let host = format!("{}/24", std::net::Ipv4Addr::from(super::HOST_IP));
+        let mut b = ustack_drivers::veth::VethBuilder::new(
+            (&format!("{prefix}p"), peer.name()),
+            (&format!("{prefix}a"), user.name()),
+        )
+        .addr_a(&host)
+        .offloads_off_a()
+        .offloads_off_b();
+        if user_ip {
+            b = b.addr_b(&format!("{}/24", std::net::Ipv4Addr::from(super::USER_IP)));
+        }
+        if let Some(mtu) = mtu {
+            b = b.mtu(mtu);
+        }
+        let pair = b.create()?;
+        Ok(UserVeth { pair, peer, user })
+    }
+
+    /// Opens an AF_PACKET device on ustack's end (from a thread inside its namespace).
+    /// `fanout` puts the socket into that `PACKET_FANOUT_HASH` group.
+    pub fn open(
+        &self,
+        mode: ustack_drivers::IoMode,
+        fanout: Option<u16>,
+    ) -> io::Result<ustack_drivers::AfPacket> {
+        let name = self.pair.name_b();
+        ustack_drivers::iproute::in_netns(self.user.name(), || {
+            let mut b = ustack_drivers::AfPacket::builder(name).mode(mode);
+            if let Some(group) = fanout {
+                b = b.fanout(group);
+            }
+            b.open()
+        })?
     }
 }

@@ -1,4 +1,5 @@
-//! The ustack rows: a `Stack` over a `TapDevice` on this thread, the kernel in a namespace.
+//! The ustack rows: a `Stack` on this thread over a TAP (default, jumbo MTU or with
+//! offloads) or over AF_PACKET on a veth end, the kernel in a namespace behind the link.
 
 use std::io;
 use std::net::SocketAddrV4;
@@ -11,8 +12,10 @@ use ustack::smoltcp::time::Duration as SDuration;
 use ustack::smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 use ustack::{Error, Ready, Stack, TcpHandle, TcpOptions, Token};
 
+use ustack_drivers::{AfPacket, IoMode};
+
 use super::kernel::{listening_reader, span, spawn_writer};
-use super::net::{link_counters, user_tap};
+use super::net::{link_counters, user_tap_with, TapOptions, UserVeth};
 use super::{
     user_config, Counters, Deadline, Dir, Limits, Outcome, HOST_IP, SINK_PORT, SOURCE_PORT, USER_IP,
 };
@@ -26,6 +29,27 @@ pub struct UstackSettings {
     pub tx_buffer: usize,
     /// Spin instead of sleeping in `poll(2)`.
     pub busy_poll: bool,
+    /// The link ustack runs over.
+    pub link: Link,
+}
+
+/// The link of a ustack row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// A TAP (MTU 1500 unless [`TapOptions::mtu`], kernel offloads per [`TapOptions`]).
+    Tap(TapOptions),
+    /// AF_PACKET on ustack's end of a veth pair, in this I/O mode.
+    AfPacket(IoMode),
+}
+
+/// What a ustack row measured: the outcome, and for AF_PACKET the device's real system
+/// call count (the TAP rows only have an estimate, see [`Counters::syscalls_estimate`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FlowReport {
+    /// Throughput and counters.
+    pub outcome: Outcome,
+    /// Receive and transmit system calls of the AF_PACKET device, plus one per sleep.
+    pub syscalls: Option<u64>,
 }
 
 /// Longest untimed wait for the connection to finish closing after a transfer.
@@ -38,22 +62,20 @@ fn io_err(what: &str, e: Error) -> io::Error {
     io::Error::other(format!("ustack: {what}: {e}"))
 }
 
-/// Runs one bulk transfer between ustack and the kernel over a fresh TAP and namespace.
+/// Runs one bulk transfer between ustack and the kernel over a fresh link and namespace(s).
 pub fn run(
     dir: Dir,
     limits: Limits,
     settings: UstackSettings,
     prefix: &str,
-) -> io::Result<Outcome> {
+) -> io::Result<FlowReport> {
     let deadline = Deadline::new(limits.timeout, "ustack transfer");
-    let (ns, tap) = user_tap(prefix)?;
     let mut config = user_config();
     config.tcp = TcpOptions {
         rx_buffer: settings.rx_buffer,
         tx_buffer: settings.tx_buffer,
         ..TcpOptions::default()
     };
-    let mut stack = Stack::new(config, tap, runtime::now()).map_err(|e| io_err("new stack", e))?;
     let mode = if settings.busy_poll {
         PollMode::BusyPoll
     } else {
@@ -63,14 +85,119 @@ pub fn run(
         mode,
         counters: Counters::default(),
     };
+    match settings.link {
+        Link::Tap(opts) => {
+            let (ns, tap) = user_tap_with(prefix, opts)?;
+            // With offloads the TAP delivers TCP segments of up to 64 KiB, past the MTU.
+            config.max_rx_frame = tap.rx_frame_limit();
+            let mut stack =
+                Stack::new(config, tap, runtime::now()).map_err(|e| io_err("new stack", e))?;
+            let elapsed = transfer(&mut stack, ns.name(), dir, limits, deadline, &mut loop_)
+                .inspect_err(|_| {
+                    log::warn!(
+                        "ustack {dir} failed; TAP {:?}; stack {:?}",
+                        stack.device().stats(),
+                        stack.stats()
+                    )
+                })?;
+            let mut counters = loop_.counters;
+            let tap_stats = stack.device().stats();
+            match link_counters(ns.name(), stack.device().name()) {
+                Ok((host_rx, host_tx, drops)) => {
+                    counters.frames_in = host_tx;
+                    counters.frames_out = host_rx;
+                    counters.host_drops = drops;
+                }
+                Err(e) => {
+                    log::warn!("{e}; using the TAP device's own counters");
+                    counters.frames_in = tap_stats.rx_frames;
+                    counters.frames_out = tap_stats.tx_frames;
+                }
+            }
+            let s = stack.stats();
+            log::info!(
+                "ustack {dir}: tap rx {} tx {} (tx dropped {}), ingress drops {}",
+                tap_stats.rx_frames,
+                tap_stats.tx_frames,
+                tap_stats.tx_dropped,
+                s.rx_dropped()
+            );
+            Ok(FlowReport {
+                outcome: outcome(limits, elapsed, counters),
+                syscalls: None,
+            })
+        }
+        Link::AfPacket(io_mode) => {
+            let link = UserVeth::create(prefix, false, None)?;
+            let dev = link.open(io_mode, None)?;
+            config.mac = ustack::smoltcp::wire::EthernetAddress(dev.mac());
+            let mut stack =
+                Stack::new(config, dev, runtime::now()).map_err(|e| io_err("new stack", e))?;
+            stack.set_flush(AfPacket::flush);
+            let elapsed = transfer(
+                &mut stack,
+                link.peer.name(),
+                dir,
+                limits,
+                deadline,
+                &mut loop_,
+            )
+            .inspect_err(|_| {
+                log::warn!(
+                    "ustack {dir} failed; AF_PACKET {:?}; stack {:?}",
+                    stack.device().stats(),
+                    stack.stats()
+                )
+            })?;
+            let d = stack.device().stats();
+            log::info!(
+                "ustack {dir} over AF_PACKET: {d:?}, ingress drops {}",
+                stack.stats().rx_dropped()
+            );
+            let counters = Counters {
+                frames_in: d.rx_frames,
+                frames_out: d.tx_frames,
+                host_drops: d.rx_kernel_drops + d.tx_dropped,
+                ..loop_.counters
+            };
+            Ok(FlowReport {
+                outcome: outcome(limits, elapsed, counters),
+                syscalls: Some(d.rx_syscalls + d.tx_syscalls + counters.sleeps),
+            })
+        }
+    }
+}
 
+fn outcome(limits: Limits, elapsed: std::time::Duration, counters: Counters) -> Outcome {
+    Outcome {
+        bytes: limits.bytes,
+        elapsed,
+        counters: Some(counters),
+        others_cpu: None,
+    }
+}
+
+/// One transfer in direction `dir` between `stack` and the kernel in namespace `ns`;
+/// returns the time from the receiver's first byte to its last.
+fn transfer<D>(
+    stack: &mut Stack<'_, D>,
+    ns: &str,
+    dir: Dir,
+    limits: Limits,
+    deadline: Deadline,
+    loop_: &mut Loop,
+) -> io::Result<std::time::Duration>
+where
+    D: ustack::smoltcp::phy::Device + AsRawFd,
+{
+    let mode = loop_.mode;
     let elapsed = match dir {
         Dir::KernelToUser => {
             let listener = stack
                 .listen(SINK_PORT, 1)
                 .map_err(|e| io_err("listen", e))?;
             let writer = spawn_writer(
-                ns.name(),
+                ns,
                 1,
                 SocketAddrV4::new(USER_IP.into(), SINK_PORT),
                 limits,
@@ -90,7 +217,7 @@ pub fn run(
                         "kernel writer finished before ustack saw EOF",
                     ));
                 }
-                loop_.step(&mut stack, &deadline, |stack, ev| {
+                loop_.step(stack, &deadline, |stack, ev| {
                     match ev.token {
                         Token::Listener(l) if l == listener && conn.is_none() => {
                             match stack.accept(l) {
@@ -137,7 +264,7 @@ pub fn run(
         }
         Dir::UserToKernel => {
             let addr = SocketAddrV4::new(HOST_IP.into(), SOURCE_PORT);
-            let reader = listening_reader(ns.name(), 1, addr, limits, deadline)?;
+            let reader = listening_reader(ns, 1, addr, limits, deadline)?;
             let remote = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(HOST_IP)), SOURCE_PORT);
             let h = stack.connect(remote).map_err(|e| io_err("connect", e))?;
             let buf = vec![0xa5u8; APP_CHUNK];
@@ -145,7 +272,7 @@ pub fn run(
             let mut shut = false;
             while !reader.is_finished() {
                 deadline.check()?;
-                loop_.step(&mut stack, &deadline, |stack, ev| {
+                loop_.step(stack, &deadline, |stack, ev| {
                     if ev.token != Token::Tcp(h) || shut {
                         return Ok(());
                     }
@@ -191,40 +318,12 @@ pub fn run(
                     mode,
                     counters: Counters::default(),
                 };
-                quiet.step(&mut stack, &grace, |_, _| Ok(()))?;
+                quiet.step(stack, &grace, |_, _| Ok(()))?;
             }
             elapsed
         }
     };
-
-    let mut counters = loop_.counters;
-    let tap_stats = stack.device().stats();
-    match link_counters(ns.name(), stack.device().name()) {
-        Ok((host_rx, host_tx, drops)) => {
-            counters.frames_in = host_tx;
-            counters.frames_out = host_rx;
-            counters.host_drops = drops;
-        }
-        Err(e) => {
-            log::warn!("{e}; using the TAP device's own counters");
-            counters.frames_in = tap_stats.rx_frames;
-            counters.frames_out = tap_stats.tx_frames;
-        }
-    }
-    let s = stack.stats();
-    log::info!(
-        "ustack {dir}: tap rx {} tx {} (tx dropped {}), ingress drops {}",
-        tap_stats.rx_frames,
-        tap_stats.tx_frames,
-        tap_stats.tx_dropped,
-        s.rx_dropped()
-    );
-    Ok(Outcome {
-        bytes: limits.bytes,
-        elapsed,
-        counters: Some(counters),
-        others_cpu: None,
-    })
+    Ok(elapsed)
 }
 
 /// One iteration of the event loop at a time, counting polls and sleeps.

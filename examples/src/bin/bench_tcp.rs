@@ -1,9 +1,14 @@
-//! Bulk TCP throughput over TAP: ustack vs plain smoltcp, with the kernel over veth as ceiling.
+//! Bulk TCP throughput: ustack over TAP and AF_PACKET vs plain smoltcp, with the kernel over
+//! veth as ceiling.
 //!
 //! One run measures, for each direction (kernel → userspace and userspace → kernel), one
 //! flow of `--bytes` bytes (default 1 GB) through:
 //! - ustack: a `Stack` over a `TapDevice` on the main thread, the kernel side in a fresh
 //!   network namespace behind the TAP (10.7.0.1 there, ustack at 10.7.0.2);
+//! - ustack over a TAP with a jumbo MTU (`--jumbo-mtu`, default 65521), and over a TAP with
+//!   `IFF_VNET_HDR` offloads (large TCP segments from the kernel);
+//! - ustack over AF_PACKET (`--afpacket-mode`, default ring) on one end of a veth pair whose
+//!   other end, with offloads off, is the kernel's in its own namespace;
 //! - plain smoltcp 0.14 written like smoltcp's `examples/benchmark.rs`: `TunTapInterface`,
 //!   64 KiB socket buffers, one frame per syscall, `iface.poll` + `phy::wait`;
 //! - the kernel on both ends of a veth pair between two namespaces (10.8.0.1 ↔ 10.8.0.2).
@@ -14,18 +19,25 @@
 //!
 //! ```text
 //! sudo target/release/bench_tcp [--bytes N] [--timeout SECS] [--buf SIZE] [--sweep SIZE,SIZE..]
-//!                               [--only ustack,smoltcp,kernel] [--busy-poll] [--repeat N]
-//!                               [--dir in|out|both] [--pin]
+//!                               [--only ustack,smoltcp,kernel,tap-jumbo,tap-offload,afpacket]
+//!                               [--busy-poll] [--repeat N] [--dir in|out|both] [--pin]
+//!                               [--jumbo-mtu N] [--afpacket-mode ring|batched|per-frame]
+//!                               [--csv PATH]
 //! ```
 
 #[path = "../bench/mod.rs"]
 mod bench;
+#[path = "../bench/pps/csv.rs"]
+mod csv;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bench::ustack_flow::UstackSettings;
+use bench::net::TapOptions;
+use bench::ustack_flow::{FlowReport, Link, UstackSettings};
 use bench::{Dir, Limits, Outcome};
+use ustack_drivers::{IoMode, RingConfig};
 
 const USAGE: &str = "\
 usage: bench_tcp [options]
@@ -33,12 +45,27 @@ usage: bench_tcp [options]
   --timeout SECS     abort a transfer that takes longer (default 120)
   --buf SIZE         ustack rx and tx buffer per connection (default 1M; K/M suffixes)
   --sweep SIZES      also run ustack with each of these buffer sizes, e.g. 64K,256K,1M
-  --only LIST        run only some contenders: ustack,smoltcp,kernel (default all)
+  --only LIST        run only some contenders (default all): ustack (TAP), smoltcp, kernel,
+                     tap-jumbo (ustack, TAP with --jumbo-mtu), tap-offload (ustack, TAP with
+                     IFF_VNET_HDR offloads), afpacket (ustack, AF_PACKET on a veth)
+  --jumbo-mtu N      MTU of the tap-jumbo rows (default 65521)
+  --afpacket-mode M  ring, batched or per-frame (default ring; batched uses 64-frame batches)
+  --csv PATH         CSV rows (bench,contender,mode,metric,value,unit) (default target/bench/tcp.csv)
   --busy-poll        ustack spins instead of sleeping in poll(2)
   --dir in|out|both  only kernel → userspace (in), only userspace → kernel (out), or both (default)
   --pin              pin the userspace stack (and veth reader) to CPU 0, the kernel peer to CPU 1
   --repeat N         run every transfer N times (round-robin) and report the median (default 1)
 needs root: creates network namespaces, TAP and veth interfaces (all removed on exit)";
+
+/// `--only` names, in slot order: the first three are the main table's.
+const NAMES: [&str; 6] = [
+    "ustack",
+    "smoltcp",
+    "kernel",
+    "tap-jumbo",
+    "tap-offload",
+    "afpacket",
+];
 
 const DIRS: [Dir; 2] = [Dir::KernelToUser, Dir::UserToKernel];
 
@@ -47,9 +74,11 @@ struct Args {
     timeout: Duration,
     buf: usize,
     sweep: Vec<usize>,
-    ustack: bool,
-    smoltcp: bool,
-    kernel: bool,
+    /// Which of [`NAMES`] run.
+    only: [bool; 6],
+    jumbo_mtu: usize,
+    afpacket_mode: IoMode,
+    csv: PathBuf,
     busy_poll: bool,
     repeat: usize,
     dirs: [bool; 2],
@@ -62,9 +91,10 @@ fn parse_args() -> Result<Args, String> {
         timeout: Duration::from_secs(120),
         buf: 1024 * 1024,
         sweep: Vec::new(),
-        ustack: true,
-        smoltcp: true,
-        kernel: true,
+        only: [true; 6],
+        jumbo_mtu: 65521,
+        afpacket_mode: IoMode::Ring(RingConfig::default()),
+        csv: PathBuf::from("target/bench/tcp.csv"),
         busy_poll: false,
         repeat: 1,
         dirs: [true, true],
@@ -104,18 +134,36 @@ fn parse_args() -> Result<Args, String> {
             }
             "--only" => {
                 let v = value()?;
-                (a.ustack, a.smoltcp, a.kernel) = (false, false, false);
+                a.only = [false; 6];
                 for w in v.split(',') {
-                    match w.trim() {
-                        "ustack" => a.ustack = true,
-                        "smoltcp" => a.smoltcp = true,
-                        "kernel" => a.kernel = true,
-                        other => {
-                            return Err(format!("unknown contender `{other}` in --only\n{USAGE}"))
-                        }
+                    match NAMES.iter().position(|n| *n == w.trim()) {
+                        Some(i) => a.only[i] = true,
+                        None => return Err(format!("unknown contender `{w}` in --only\n{USAGE}")),
                     }
                 }
             }
+            "--jumbo-mtu" => {
+                let v = value()?;
+                a.jumbo_mtu = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1280..=65521).contains(n))
+                    .ok_or(format!("bad --jumbo-mtu `{v}`: 1280..=65521"))?;
+            }
+            "--afpacket-mode" => {
+                let v = value()?;
+                a.afpacket_mode = match v.as_str() {
+                    "ring" => IoMode::Ring(RingConfig::default()),
+                    "batched" => IoMode::Batched { batch: 64 },
+                    "per-frame" => IoMode::PerFrame,
+                    _ => {
+                        return Err(format!(
+                            "bad --afpacket-mode `{v}`: ring, batched or per-frame"
+                        ))
+                    }
+                };
+            }
+            "--csv" => a.csv = PathBuf::from(value()?),
             "--busy-poll" => a.busy_poll = true,
             "--pin" => a.pin = true,
             "--dir" => {
@@ -160,17 +208,37 @@ enum Contender {
 impl Contender {
     fn name(&self) -> String {
         match self {
-            Contender::Ustack(s) => format!("ustack ({} buffers)", size(s.rx_buffer)),
+            Contender::Ustack(s) => match s.link {
+                Link::Tap(TapOptions {
+                    mtu: None,
+                    offload: false,
+                }) => format!("ustack ({} buffers)", size(s.rx_buffer)),
+                Link::Tap(o) => format!(
+                    "ustack TAP{}{} ({} buffers)",
+                    o.mtu.map_or(String::new(), |m| format!(" MTU {m}")),
+                    if o.offload { " offload" } else { "" },
+                    size(s.rx_buffer)
+                ),
+                Link::AfPacket(m) => format!(
+                    "ustack AF_PACKET {} ({} buffers)",
+                    m.name(),
+                    size(s.rx_buffer)
+                ),
+            },
             Contender::Smoltcp => "plain smoltcp".into(),
             Contender::Kernel => "kernel veth".into(),
         }
     }
 
-    fn run(&self, dir: Dir, limits: Limits, prefix: &str) -> std::io::Result<Outcome> {
+    fn run(&self, dir: Dir, limits: Limits, prefix: &str) -> std::io::Result<FlowReport> {
+        let plain = |outcome| FlowReport {
+            outcome,
+            syscalls: None,
+        };
         match *self {
             Contender::Ustack(s) => bench::ustack_flow::run(dir, limits, s, prefix),
-            Contender::Smoltcp => bench::smoltcp_flow::run(dir, limits, prefix),
-            Contender::Kernel => bench::kernel::veth(dir, limits, prefix),
+            Contender::Smoltcp => bench::smoltcp_flow::run(dir, limits, prefix).map(plain),
+            Contender::Kernel => bench::kernel::veth(dir, limits, prefix).map(plain),
         }
     }
 }
@@ -179,15 +247,22 @@ impl Contender {
 #[derive(Default)]
 struct Runs {
     ok: Vec<Outcome>,
+    /// Measured system calls of each run in `ok` (AF_PACKET rows only).
+    syscalls: Vec<Option<u64>>,
     errors: Vec<String>,
 }
 
 impl Runs {
-    /// The run with the median throughput (the lower middle one for an even count).
-    fn median(&self) -> Option<&Outcome> {
-        let mut v: Vec<&Outcome> = self.ok.iter().collect();
-        v.sort_by(|a, b| a.gbps().total_cmp(&b.gbps()));
+    /// Index of the run with the median throughput (the lower middle one for an even count).
+    fn median_index(&self) -> Option<usize> {
+        let mut v: Vec<usize> = (0..self.ok.len()).collect();
+        v.sort_by(|&a, &b| self.ok[a].gbps().total_cmp(&self.ok[b].gbps()));
         v.get((v.len().max(1) - 1) / 2).copied()
+    }
+
+    /// The run with the median throughput.
+    fn median(&self) -> Option<&Outcome> {
+        self.median_index().map(|i| &self.ok[i])
     }
 
     fn spread(&self) -> Option<(f64, f64)> {
@@ -225,14 +300,30 @@ fn main() -> ExitCode {
         rx_buffer: args.buf,
         tx_buffer: args.buf,
         busy_poll: args.busy_poll,
+        link: Link::Tap(TapOptions::default()),
     };
+    let with_link = |link| Contender::Ustack(UstackSettings { link, ..settings });
 
-    // Slots 0..3 are the main table; sweep rows follow.
-    let mut contenders = vec![
-        args.ustack.then_some(Contender::Ustack(settings)),
-        args.smoltcp.then_some(Contender::Smoltcp),
-        args.kernel.then_some(Contender::Kernel),
+    // Slots 0..3 are the main table, 3..6 the other links; sweep rows follow.
+    let all = [
+        Contender::Ustack(settings),
+        Contender::Smoltcp,
+        Contender::Kernel,
+        with_link(Link::Tap(TapOptions {
+            mtu: Some(args.jumbo_mtu),
+            offload: false,
+        })),
+        with_link(Link::Tap(TapOptions {
+            mtu: None,
+            offload: true,
+        })),
+        with_link(Link::AfPacket(args.afpacket_mode)),
     ];
+    let mut contenders: Vec<Option<Contender>> = all
+        .into_iter()
+        .zip(args.only)
+        .map(|(c, on)| on.then_some(c))
+        .collect();
     contenders.extend(args.sweep.iter().map(|&b| {
         Some(Contender::Ustack(UstackSettings {
             rx_buffer: b,
@@ -258,7 +349,10 @@ fn main() -> ExitCode {
                 );
                 let before = bench::CpuMeter::now();
                 match c.run(dir, limits, &prefix) {
-                    Ok(mut o) => {
+                    Ok(FlowReport {
+                        outcome: mut o,
+                        syscalls,
+                    }) => {
                         if let (Some(b), Some(a)) = (before, bench::CpuMeter::now()) {
                             o.others_cpu = Some(b.others_since(&a));
                         }
@@ -269,6 +363,7 @@ fn main() -> ExitCode {
                             o.others_cpu.unwrap_or(f64::NAN)
                         );
                         r[i].ok.push(o);
+                        r[i].syscalls.push(syscalls);
                     }
                     Err(_) if bench::interrupted() => break 'outer,
                     Err(e) => {
@@ -281,6 +376,20 @@ fn main() -> ExitCode {
     }
 
     print_report(&args, &contenders, &runs);
+    let mut csv = csv::Csv::default();
+    for (c, r) in contenders.iter().zip(&runs) {
+        let Some(c) = c else { continue };
+        for (i, dir) in DIRS.iter().enumerate() {
+            if let Some(o) = r[i].median() {
+                let g = (o.gbps() * 1000.0).round() / 1000.0;
+                csv.add("tcp_bulk", &c.name(), &dir.to_string(), "gbps", g, "Gbit/s");
+            }
+        }
+    }
+    match csv.write(&args.csv) {
+        Ok(()) => eprintln!("CSV rows written to {}", args.csv.display()),
+        Err(e) => eprintln!("{e}"),
+    }
     if bench::interrupted() {
         eprintln!("interrupted; everything created was removed");
         return ExitCode::from(130);
@@ -322,7 +431,7 @@ fn print_report(args: &Args, contenders: &[Option<Contender>], runs: &[[Runs; 2]
         String::new()
     };
     println!(
-        "### Bulk TCP over TAP, {} bytes per flow, one flow at a time{reps}\n",
+        "### Bulk TCP over TAP and AF_PACKET, {} bytes per flow, one flow at a time{reps}\n",
         args.bytes
     );
     println!("| flow | ustack Gbit/s | smoltcp Gbit/s | kernel veth Gbit/s | ustack/smoltcp | ustack/kernel |");
@@ -347,17 +456,46 @@ fn print_report(args: &Args, contenders: &[Option<Contender>], runs: &[[Runs; 2]
     );
     println!("Gbit/s = 10^9 bit/s of TCP payload, timed at the receiver from its first byte to its last.\n");
 
+    let others: Vec<_> = contenders[3..6]
+        .iter()
+        .zip(&runs[3..6])
+        .filter_map(|(c, r)| c.map(|c| (c, r)))
+        .collect();
+    if !others.is_empty() {
+        println!("| contender | flow | Gbit/s | × plain smoltcp | × kernel veth |");
+        println!("|---|---|---:|---:|---:|");
+        for (c, r) in others {
+            for (i, dir) in DIRS.iter().enumerate() {
+                if !args.dirs[i] {
+                    continue;
+                }
+                println!(
+                    "| {} | {dir} | {} | {} | {} |",
+                    c.name(),
+                    gbps(&r[i]),
+                    ratio(&r[i], &smoltcp[i]),
+                    ratio(&r[i], &kernel[i])
+                );
+            }
+        }
+        println!(
+            "\nTAP MTU {} for the jumbo rows; AF_PACKET rows: veth pair, offloads off on both ends, ustack's end without a kernel address.\n",
+            args.jumbo_mtu
+        );
+    }
+
     println!("| contender | flow | runs | median Gbit/s | min–max Gbit/s | seconds | frames in | frames out | host drops | polls | sleeps | ≈ syscalls | payload B / syscall | others' CPUs (max) |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (c, r) in contenders.iter().zip(runs) {
         let Some(c) = c else { continue };
         for (i, dir) in DIRS.iter().enumerate() {
-            let (Some(o), Some((min, max))) = (r[i].median(), r[i].spread()) else {
+            let (Some(m), Some((min, max))) = (r[i].median_index(), r[i].spread()) else {
                 continue;
             };
+            let o = &r[i].ok[m];
             let counters = match o.counters {
                 Some(c) => {
-                    let sys = c.syscalls_estimate();
+                    let sys = r[i].syscalls[m].unwrap_or_else(|| c.syscalls_estimate());
                     format!(
                         "{} | {} | {} | {} | {} | {} | {:.0}",
                         c.frames_in,
@@ -389,9 +527,10 @@ fn print_report(args: &Args, contenders: &[Option<Contender>], runs: &[[Runs; 2]
     }
     println!();
     println!("Counters are those of the median run. frames in/out: read from / written to the TAP by the");
-    println!("userspace stack (host-side interface counters); ≈ syscalls: one read or write per frame, one");
-    println!("EAGAIN read per poll, one poll/select per sleep. others' CPUs: CPUs kept busy by other processes");
-    println!("(and by interrupts outside this process) during the median run, and at most during any run.");
+    println!("userspace stack (host-side interface counters; the AF_PACKET device's own counters, with its");
+    println!("kernel drops as host drops); ≈ syscalls: one read or write per frame, one EAGAIN read per poll,");
+    println!("one poll/select per sleep (AF_PACKET rows: the device's counted receive and send calls plus sleeps).");
+    println!("others' CPUs: CPUs kept busy by other processes (and by interrupts outside this process) during the median run, and at most during any run.");
     let worst = runs
         .iter()
         .flatten()
