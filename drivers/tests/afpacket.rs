@@ -3,7 +3,6 @@
 //! it they fail saying so, and they skip only when USTACK_SKIP_PRIVILEGED=1.
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use smoltcp::phy::{ChecksumCapabilities, Device, RxToken, TxToken};
@@ -16,33 +15,12 @@ use ustack_drivers::iproute::{in_netns, ip};
 use ustack_drivers::veth::{VethBuilder, VethPair};
 use ustack_drivers::{AfPacket, AfPacketBuilder, IoMode, RingConfig};
 
+mod common;
+use common::{privileged, unique};
+
 const PEER_IP: [u8; 4] = [10, 9, 0, 1];
 const STACK_IP: [u8; 4] = [10, 9, 0, 2];
 const PORT: u16 = 9;
-
-fn privileged() -> bool {
-    let _ = env_logger::builder().is_test(true).try_init();
-    if std::env::var("USTACK_SKIP_PRIVILEGED").as_deref() == Ok("1") {
-        eprintln!("skipped: USTACK_SKIP_PRIVILEGED=1");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    assert!(
-        unsafe { libc::geteuid() } == 0,
-        "these tests need root (raw sockets, network namespaces): run them with sudo, \
-         or set USTACK_SKIP_PRIVILEGED=1 to skip them"
-    );
-    true
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// Two namespaces and a veth between them; dropped in field order (link, then namespaces).
 struct Link {

@@ -6,39 +6,16 @@ use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use smoltcp::phy::{Device, RxToken, TxToken};
 use smoltcp::time::Instant;
 use ustack_drivers::{PcapRecorder, TapBuilder, TapDevice};
 
+mod common;
+use common::{privileged, unique};
+
 const STACK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-
-fn privileged() -> bool {
-    let _ = env_logger::builder().is_test(true).try_init();
-    if std::env::var("USTACK_SKIP_PRIVILEGED").as_deref() == Ok("1") {
-        eprintln!("skipped: USTACK_SKIP_PRIVILEGED=1");
-        return false;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!(
-            "these tests need root (TAP devices, network namespaces): run them with sudo, \
-             or set USTACK_SKIP_PRIVILEGED=1 to skip them"
-        );
-    }
-    true
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn ip(args: &[&str]) -> io::Result<std::process::Output> {
     Command::new("ip").args(args).output()
