@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use support::{echo_addr, echo_through, EchoServer};
@@ -14,10 +14,11 @@ use ustack::runtime::{PollMode, SharedStack};
 use ustack::smoltcp::phy::{Checksum, Device};
 use ustack::smoltcp::wire::Ipv6Cidr;
 use ustack::{Config, Stack, TcpOptions};
+use ustack_drivers::veth::VethBuilder;
 use ustack_drivers::{TapBuilder, TapDevice, TapStats};
 use ustack_tests::{
-    privileged, random_bytes, unique_name, NetNs, HOST_CIDR, HOST_CIDR6, HOST_IP, PREFIX_LEN6,
-    STACK_IP, STACK_IP6,
+    privileged, random_bytes, unique_name, NetNs, HOST_CIDR, HOST_CIDR6, HOST_IP, HOST_IP6,
+    PREFIX_LEN6, STACK_IP, STACK_IP6,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -179,13 +180,18 @@ fn kernel_sends_8_mib_over_ipv6_as_tcpv6_super_segments() {
     assert_eq!(ingress.rx_dropped(), 0, "{ingress:?}");
 }
 
-#[test]
-fn ustack_sends_8_mib_to_the_kernel_with_checksums_left_to_the_kernel() {
-    if !privileged() {
-        return;
-    }
-    let (ns, device) = tap(|b| b.offload(true));
-    let listener = ns.run(|| TcpListener::bind((HOST_IP, 0)).expect("kernel listener"));
+/// ustack sends 8 MiB to a kernel listener over an offload TAP (IPv6 when `v6`), with the
+/// device's flush registered when `flush` so each poll's segments leave as super-frames;
+/// returns the device's counters after checking the bytes.
+fn ustack_sends_8_mib_to_the_kernel(v6: bool, flush: bool) -> TapStats {
+    // `tap` gives the host side HOST_CIDR already.
+    let (ns, device) = tap(|b| if v6 { b.host_addr(HOST_CIDR6) } else { b }.offload(true));
+    let bind: IpAddr = if v6 {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        HOST_IP.into()
+    };
+    let listener = ns.run(|| TcpListener::bind((bind, 0)).expect("kernel listener"));
     let port = listener.local_addr().unwrap().port();
     let reader = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
         let (mut s, _) = listener.accept()?;
@@ -194,13 +200,21 @@ fn ustack_sends_8_mib_to_the_kernel_with_checksums_left_to_the_kernel() {
         s.read_to_end(&mut got)?;
         Ok(got)
     });
-    let stack = Stack::new(big_config(&device), device, ustack::runtime::now()).unwrap();
+    let mut config = big_config(&device);
+    if v6 {
+        config = config.ipv6(Ipv6Cidr::new(STACK_IP6, PREFIX_LEN6));
+    }
+    let mut stack = Stack::new(config, device, ustack::runtime::now()).unwrap();
+    if flush {
+        stack.set_flush(TapDevice::flush);
+    }
     let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
+    let peer: IpAddr = if v6 { HOST_IP6.into() } else { HOST_IP.into() };
     let mut conn = shared
-        .connect(SocketAddr::from((HOST_IP, port)))
+        .connect(SocketAddr::from((peer, port)))
         .expect("ustack connects");
     conn.set_write_timeout(Some(TIMEOUT));
-    let data = random_bytes(8, 8 * 1024 * 1024);
+    let data = random_bytes(if v6 { 86 } else { 8 }, 8 * 1024 * 1024);
     conn.write_all(&data).unwrap();
     conn.shutdown(Shutdown::Write).unwrap();
     conn.flush_acked()
@@ -212,9 +226,9 @@ fn ustack_sends_8_mib_to_the_kernel_with_checksums_left_to_the_kernel() {
     drop(conn);
     assert_eq!(got.len(), data.len());
     // The kernel takes a frame with a partial checksum as verified and finishes the sum only
-    // when it forwards it, so the bytes prove the frames were well-formed, the counter that
-    // the offload was used, and csum's unit tests that the sums the kernel would finish are
-    // the ones smoltcp computes.
+    // when it forwards it, so the bytes prove the frames (and the super-frames the kernel
+    // accepted and took apart) were well-formed, the counters that the offloads were used,
+    // and the unit tests that the sums the kernel would finish are the ones smoltcp computes.
     assert!(got == data, "bytes received by the kernel differ");
     let tap = stats(&shared);
     shared.shutdown();
@@ -223,7 +237,42 @@ fn ustack_sends_8_mib_to_the_kernel_with_checksums_left_to_the_kernel() {
         tap.tx_csum_offloaded > 1000,
         "TCP frames left without checksum offload ({tap:?})"
     );
+    assert!(
+        tap.tx_gso_frames > 0,
+        "no TCP super-frame was written: segments were not merged ({tap:?})"
+    );
+    assert!(tap.tx_segments_merged >= 2 * tap.tx_gso_frames, "{tap:?}");
+    assert!(tap.tx_largest_frame > PLAIN_FRAME, "{tap:?}");
     assert_eq!(tap.tx_dropped, 0, "{tap:?}");
+    if flush {
+        assert_eq!(tap.late_flushes, 0, "the flush ends every poll ({tap:?})");
+    }
+    tap
+}
+
+#[test]
+fn ustack_sends_8_mib_to_the_kernel_as_super_frames_with_checksums_left_to_the_kernel() {
+    if !privileged() {
+        return;
+    }
+    ustack_sends_8_mib_to_the_kernel(false, true);
+}
+
+#[test]
+fn ustack_sends_8_mib_to_the_kernel_over_ipv6_as_tcpv6_super_frames() {
+    if !privileged() {
+        return;
+    }
+    ustack_sends_8_mib_to_the_kernel(true, true);
+}
+
+#[test]
+fn without_a_registered_flush_queued_frames_leave_when_the_next_poll_begins() {
+    if !privileged() {
+        return;
+    }
+    let tap = ustack_sends_8_mib_to_the_kernel(false, false);
+    assert!(tap.late_flushes > 0, "{tap:?}");
 }
 
 #[test]
@@ -274,4 +323,88 @@ fn an_mtu_above_65521_is_refused_with_the_limit() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("65521"), "{err}");
+}
+
+/// The kernel must really cut ustack's super-frames into valid segments: here it forwards
+/// them from the TAP's namespace over a veth with segmentation and checksum offloads off, so
+/// it segments them in software and fills in each segment's checksum, and the receiving
+/// namespace (receive checksum offload off too) verifies every checksum. A super-frame the
+/// kernel rejected or a wrong checksum would stall the transfer instead of delivering it.
+#[test]
+fn super_frames_forwarded_by_the_kernel_arrive_as_valid_segments() {
+    if !privileged() {
+        return;
+    }
+    const FAR_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 8, 0, 2);
+    let (router, device) = tap(|b| b.offload(true));
+    let far = NetNs::new();
+    let _veth = VethBuilder::new(
+        (&unique_name("utfa"), router.name()),
+        (&unique_name("utfb"), far.name()),
+    )
+    .addr_a("10.8.0.1/24")
+    .addr_b("10.8.0.2/24")
+    .offloads_off_a()
+    .offloads_off_b()
+    .create()
+    .expect("veth pair between the namespaces");
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ok(router.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]));
+    ok(far.exec("ip", &["route", "add", "10.7.0.0/24", "via", "10.8.0.1"]));
+    let listener = far.run(|| TcpListener::bind((FAR_IP, 0)).expect("kernel listener"));
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+        let (mut s, _) = listener.accept()?;
+        s.set_read_timeout(Some(TIMEOUT))?;
+        let mut got = Vec::new();
+        s.read_to_end(&mut got)?;
+        Ok(got)
+    });
+    let config = big_config(&device).gateway(HOST_IP);
+    let mut stack = Stack::new(config, device, ustack::runtime::now()).unwrap();
+    stack.set_flush(TapDevice::flush);
+    let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
+    let mut conn = shared
+        .connect(SocketAddr::from((FAR_IP, port)))
+        .expect("ustack connects through the router namespace");
+    conn.set_write_timeout(Some(TIMEOUT));
+    let data = random_bytes(88, 8 * 1024 * 1024);
+    conn.write_all(&data).unwrap();
+    conn.shutdown(Shutdown::Write).unwrap();
+    conn.flush_acked()
+        .expect("the far kernel acknowledges everything");
+    let got = reader
+        .join()
+        .expect("reader thread")
+        .expect("kernel reader");
+    drop(conn);
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "bytes received by the far kernel differ");
+    let tap = stats(&shared);
+    shared.shutdown();
+    eprintln!("{tap:?}");
+    assert!(tap.tx_gso_frames > 0, "{tap:?}");
+    assert_eq!(tap.tx_dropped, 0, "{tap:?}");
+    let snmp = far.exec("cat", &["/proc/net/snmp"]);
+    let snmp = String::from_utf8_lossy(&snmp.stdout);
+    let tcp: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with("Tcp:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let field = |name: &str| {
+        let at = tcp[0].iter().position(|f| *f == name).unwrap();
+        tcp[1][at].parse::<u64>().unwrap()
+    };
+    assert_eq!(field("InCsumErrors"), 0, "{snmp}");
+    assert!(
+        field("InSegs") > (data.len() / 1500) as u64,
+        "the far kernel got MSS-sized segments, not super-frames: {snmp}"
+    );
 }

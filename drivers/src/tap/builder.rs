@@ -33,8 +33,9 @@ const MIN_TAP_MTU: usize = 68;
 /// Two options speed up bulk transfers, alone or together:
 ///
 /// - [`offload(true)`](Self::offload): the kernel hands over TCP segments of
-///   up to 64 KiB and leaves checksums to ustack, and fills in the checksums of
-///   what ustack sends.
+///   up to 64 KiB and leaves checksums to ustack, fills in the checksums of
+///   what ustack sends, and takes the TCP segments one poll sends as one
+///   64 KiB super-frame (register `stack.set_flush(TapDevice::flush)`).
 /// - [`mtu(65521)`](Self::mtu) (or 9000): a jumbo MTU, so both sides send
 ///   segments of up to 65,481 bytes.
 ///
@@ -180,7 +181,13 @@ impl TapBuilder {
     /// - transmit: the capabilities say `Checksum::Rx` for TCP and UDP, so
     ///   smoltcp does not compute those checksums; the device writes the
     ///   pseudo-header sum and asks the kernel to finish it
-    ///   ([`tx_csum_offloaded`](super::TapStats::tx_csum_offloaded)).
+    ///   ([`tx_csum_offloaded`](super::TapStats::tx_csum_offloaded)). The
+    ///   consecutive TCP segments of one flow that a poll sends are merged into
+    ///   super-frames of up to 64 KiB, which the kernel cuts up again
+    ///   ([`tx_gso_frames`](super::TapStats::tx_gso_frames)): one `write` per
+    ///   64 KiB instead of one per segment. They are written by
+    ///   [`TapDevice::flush`](super::TapDevice::flush), which the stack must
+    ///   call at the end of every poll: `stack.set_flush(TapDevice::flush)`.
     ///
     /// A [`PcapRecorder`](crate::PcapRecorder) around such a device records
     /// the frames as the stack sees them: sent TCP/UDP frames carry the

@@ -1,5 +1,6 @@
 //! The [`Device`] side of a [`TapDevice`]: one `read` per received frame, one `write` per
-//! sent frame, with the `virtio_net_hdr` handled in offload mode.
+//! sent frame, with the `virtio_net_hdr` handled in offload mode, where TCP segments are
+//! queued and merged into super-frames until [`TapDevice::flush`].
 
 use std::fmt;
 use std::fs::File;
@@ -8,17 +9,103 @@ use std::io::{self, Read, Write};
 use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
+use super::gso::{Coalescer, Finished};
 use super::{vnet, TapDevice, TapStats, ETH_HEADER};
 
 impl TapDevice {
-    fn tx_token(&mut self) -> TapTxToken<'_> {
+    fn tx_token(&mut self, now: Instant) -> TapTxToken<'_> {
         TapTxToken {
             file: &self.file,
             name: &self.name,
             offload: self.offload,
             buf: &mut self.tx_buf,
+            gso: &mut self.gso,
+            now,
             stats: &mut self.stats,
             warned: &mut self.warned,
+        }
+    }
+
+    /// Writes out frames left from an earlier poll whose end was never signalled.
+    fn late_flush(&mut self, now: Instant) {
+        match self.gso.since() {
+            Some(t) if t != now => {}
+            _ => return,
+        }
+        if self.stats.late_flushes == 0 {
+            log::warn!(
+                "tap {}: frames waited for the next poll; call `stack.set_flush(TapDevice::flush)` so each poll sends its frames",
+                self.name
+            );
+        }
+        self.stats.late_flushes += 1;
+        self.flush();
+    }
+}
+
+/// Writes the pending super-frame of `gso`, if any.
+pub(super) fn flush_pending(
+    gso: &mut Coalescer,
+    file: &File,
+    name: &str,
+    stats: &mut TapStats,
+    warned: &mut bool,
+) {
+    if let Some(done) = gso.finish() {
+        write_finished(done, file, name, stats, warned);
+    }
+}
+
+/// Counts and writes a frame the coalescer let go.
+fn write_finished(
+    done: Finished<'_>,
+    file: &File,
+    name: &str,
+    stats: &mut TapStats,
+    warned: &mut bool,
+) {
+    if done.segs > 1 {
+        stats.tx_gso_frames += 1;
+        stats.tx_segments_merged += done.segs;
+    }
+    if done.offloaded {
+        stats.tx_csum_offloaded += done.segs;
+    }
+    write_frame(file, name, done.out, vnet::LEN, done.segs, stats, warned);
+}
+
+/// Writes header and frame (`out`, the frame starting at `start`) in one `write`: the kernel
+/// takes one frame per write. `segs` is how many of the stack's frames it carries.
+fn write_frame(
+    file: &File,
+    name: &str,
+    out: &[u8],
+    start: usize,
+    segs: u64,
+    stats: &mut TapStats,
+    warned: &mut bool,
+) {
+    let (total, len) = (out.len(), out.len() - start);
+    match (&*file).write(out) {
+        Ok(sent) if sent == total => {
+            stats.tx_frames += 1;
+            stats.tx_bytes += len as u64;
+            stats.tx_largest_frame = stats.tx_largest_frame.max(len as u64);
+        }
+        Ok(sent) => {
+            stats.tx_dropped += segs;
+            log::debug!("tap {name}: short write ({sent} of {total} bytes)");
+        }
+        Err(e) => {
+            stats.tx_dropped += segs;
+            let transient = e.kind() == io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(libc::ENOBUFS)
+                || e.kind() == io::ErrorKind::Interrupted;
+            if transient {
+                log::debug!("tap {name}: dropped a {len}-byte frame: {e}");
+            } else {
+                TapDevice::note_error(warned, name, "write", &e);
+            }
         }
     }
 }
@@ -33,7 +120,8 @@ impl Device for TapDevice {
     where
         Self: 'a;
 
-    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.late_flush(timestamp);
         let len = loop {
             match (&self.file).read(&mut self.rx_buf) {
                 Ok(len) => break len,
@@ -69,6 +157,8 @@ impl Device for TapDevice {
             name: &self.name,
             offload: self.offload,
             buf: &mut self.tx_buf,
+            gso: &mut self.gso,
+            now: timestamp,
             stats: &mut self.stats,
             warned: &mut self.warned,
         };
@@ -78,8 +168,9 @@ impl Device for TapDevice {
         Some((rx, tx))
     }
 
-    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        Some(self.tx_token())
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.late_flush(timestamp);
+        Some(self.tx_token(timestamp))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -114,12 +205,15 @@ impl phy::RxToken for TapRxToken<'_> {
 }
 
 /// Transmit token of a [`TapDevice`]: builds the frame in the device's
-/// transmit buffer and writes it to the kernel.
+/// transmit buffer and writes it to the kernel, or, in offload mode, queues a TCP segment
+/// for merging until [`TapDevice::flush`].
 pub struct TapTxToken<'a> {
     file: &'a File,
     name: &'a str,
     offload: bool,
     buf: &'a mut Vec<u8>,
+    gso: &'a mut Coalescer,
+    now: Instant,
     stats: &'a mut TapStats,
     warned: &'a mut bool,
 }
@@ -148,34 +242,15 @@ impl phy::TxToken for TapTxToken<'_> {
         // Stale bytes from the previous frame must never reach the wire.
         out.fill(0);
         let result = f(&mut out[start..]);
-        if self.offload {
-            let (hdr, offloaded) = vnet::on_transmit(&mut out[start..]);
-            hdr.write(out);
-            self.stats.tx_csum_offloaded += u64::from(offloaded);
+        if !self.offload {
+            write_frame(self.file, self.name, out, 0, 1, self.stats, self.warned);
+            return result;
         }
-        // Header and frame go in one write: the kernel takes one frame per write.
-        match (&*self.file).write(out) {
-            Ok(sent) if sent == total => {
-                self.stats.tx_frames += 1;
-                self.stats.tx_bytes += len as u64;
-                self.stats.tx_largest_frame = self.stats.tx_largest_frame.max(len as u64);
-            }
-            Ok(sent) => {
-                self.stats.tx_dropped += 1;
-                log::debug!("tap {}: short write ({sent} of {total} bytes)", self.name);
-            }
-            Err(e) => {
-                self.stats.tx_dropped += 1;
-                let transient = e.kind() == io::ErrorKind::WouldBlock
-                    || e.raw_os_error() == Some(libc::ENOBUFS)
-                    || e.kind() == io::ErrorKind::Interrupted;
-                if transient {
-                    log::debug!("tap {}: dropped a {len}-byte frame: {e}", self.name);
-                } else {
-                    TapDevice::note_error(self.warned, self.name, "write", &e);
-                }
-            }
-        }
+        let (file, name, now) = (self.file, self.name, self.now);
+        let (stats, warned) = (self.stats, self.warned);
+        self.gso.push(out, now, |done| {
+            write_finished(done, file, name, stats, warned)
+        });
         result
     }
 }

@@ -9,7 +9,8 @@
 //! The device is non-blocking: [`receive`](Device::receive) reads one frame per
 //! call and returns `None` only once the kernel has nothing more, so a single
 //! smoltcp poll drains every frame that is ready, and each frame a poll sends
-//! is written at once, back to back. Register [`AsRawFd::as_raw_fd`] with
+//! is written at once, back to back (in offload mode TCP segments are merged until the poll
+//! ends, see [`TapDevice::flush`]). Register [`AsRawFd::as_raw_fd`] with
 //! poll/epoll to learn when frames arrive.
 //!
 //! Two options make bulk TCP faster (see [`TapBuilder::offload`] and
@@ -28,6 +29,7 @@ use crate::iproute::ip;
 
 mod builder;
 mod device;
+mod gso;
 mod open;
 mod vnet;
 
@@ -60,7 +62,7 @@ const GSO_MAX_IP: usize = 65_535;
 pub struct TapStats {
     /// Frames read from the kernel.
     pub rx_frames: u64,
-    /// Frames written to the kernel.
+    /// Frames written to the kernel (a TCP super-frame of merged segments counts once).
     pub tx_frames: u64,
     /// Bytes of the frames counted in `rx_frames`.
     pub rx_bytes: u64,
@@ -83,9 +85,18 @@ pub struct TapStats {
     /// type); they are passed on unchanged, and ustack's ingress check drops
     /// them if their checksum is wrong.
     pub rx_malformed: u64,
-    /// Offload mode: transmitted TCP/UDP frames whose checksum the kernel was
-    /// asked to fill in.
+    /// Offload mode: transmitted TCP/UDP segments whose checksum the kernel was
+    /// asked to fill in (each segment of a super-frame counts).
     pub tx_csum_offloaded: u64,
+    /// Offload mode: TCP super-frames written, each carrying several of the stack's segments
+    /// for the kernel to cut up again (`virtio_net_hdr` GSO).
+    pub tx_gso_frames: u64,
+    /// Offload mode: the stack's TCP segments that left inside the super-frames counted in
+    /// `tx_gso_frames`.
+    pub tx_segments_merged: u64,
+    /// Offload mode: times queued frames were written only when the next poll began,
+    /// because no [`TapDevice::flush`] ended the poll that queued them.
+    pub late_flushes: u64,
     /// Longest frame received, in bytes (Ethernet header included, virtio
     /// header not): above 1514 with a jumbo MTU or GSO.
     pub rx_largest_frame: u64,
@@ -108,8 +119,9 @@ struct Owned {
 /// With [`TapBuilder::offload`], TCP and UDP checksums are left to the kernel
 /// on transmit (the capabilities say `Checksum::Rx` for them), partial
 /// checksums from the kernel are completed on receive, and TCP super-segments
-/// of up to 64 KiB are handed to the stack whole; see [`TapStats`] for the
-/// counters.
+/// of up to 64 KiB are handed to the stack whole; the TCP segments a poll
+/// sends are merged into super-frames for the kernel to cut up, written by
+/// [`flush`](Self::flush). See [`TapStats`] for the counters.
 ///
 /// # Example
 ///
@@ -131,6 +143,8 @@ pub struct TapDevice {
     offload: bool,
     rx_buf: Vec<u8>,
     tx_buf: Vec<u8>,
+    /// Offload mode: the TCP super-frame being merged, written by `flush`.
+    gso: gso::Coalescer,
     stats: TapStats,
     /// Set after the first unexpected error so the log is not flooded.
     warned: bool,
@@ -181,6 +195,7 @@ impl TapDevice {
             offload,
             rx_buf: Vec::new(),
             tx_buf: Vec::new(),
+            gso: gso::Coalescer::new(offload),
             stats: TapStats::default(),
             warned: false,
             owned: None,
@@ -358,6 +373,36 @@ impl TapDevice {
         self.offload
     }
 
+    /// Writes out the frames queued since the last flush: in offload mode the consecutive TCP
+    /// segments of one flow that a poll sent leave as one super-frame of up to 64 KiB, which
+    /// the kernel cuts up again (one `write` instead of one per segment). Without offload
+    /// every frame is written at once and this does nothing.
+    ///
+    /// Register it with `stack.set_flush(TapDevice::flush)` so each poll ends with its
+    /// frames on the wire. Without it, queued frames leave when the next poll begins (counted
+    /// in [`TapStats::late_flushes`], with a warning), or when the merge is full.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use ustack_drivers::TapBuilder;
+    ///
+    /// let mut tap = TapBuilder::new("ustack0").offload(true).create()?;
+    /// tap.flush(); // nothing queued yet
+    /// assert_eq!(tap.stats().tx_frames, 0);
+    /// // With a ustack Stack: `stack.set_flush(TapDevice::flush);`
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn flush(&mut self) {
+        device::flush_pending(
+            &mut self.gso,
+            &self.file,
+            &self.name,
+            &mut self.stats,
+            &mut self.warned,
+        );
+    }
+
     /// Counters of the frames this device moved.
     ///
     /// # Example
@@ -417,6 +462,7 @@ impl AsFd for TapDevice {
 
 impl Drop for TapDevice {
     fn drop(&mut self) {
+        self.flush();
         let Some(owned) = self.owned.take() else {
             return;
         };

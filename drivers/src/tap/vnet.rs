@@ -4,7 +4,8 @@
 //! the pseudo-header sum, to be completed over `csum_start..`) and may hand over a whole TCP
 //! super-segment of up to 64 KiB (`gso_type` TCPV4/TCPV6) that it did not cut into MSS-sized
 //! frames. The device completes the checksum and gives the super-segment to the stack as one
-//! large segment. Transmit: the device asks the kernel to fill in TCP/UDP checksums.
+//! large segment. Transmit: the device asks the kernel to fill in TCP/UDP checksums, and to
+//! cut the TCP super-frames it merged (`gso`) back into segments.
 //!
 //! The header is in the host's byte order: legacy virtio, which TAP speaks unless told
 //! otherwise with `TUNSETVNETBE`/`TUNSETVNETLE`.
@@ -112,6 +113,27 @@ pub(crate) fn on_transmit(frame: &mut [u8]) -> (Header, bool) {
         ..Header::default()
     };
     (hdr, true)
+}
+
+/// Like [`on_transmit`] for a TCP super-frame of several segments of `gso_size` payload
+/// bytes: asks the kernel to cut it up (TCPV4/TCPV6) after `hdr_len` bytes of headers and to
+/// fill in each segment's checksum. `None` if the frame is not TCP.
+pub(crate) fn on_transmit_gso(
+    frame: &mut [u8],
+    v6: bool,
+    gso_size: u16,
+    hdr_len: u16,
+) -> Option<Header> {
+    let (hdr, offloaded) = on_transmit(frame);
+    if !offloaded || usize::from(hdr.csum_offset) != csum::TCP_CSUM_OFFSET {
+        return None;
+    }
+    Some(Header {
+        gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+        gso_size,
+        hdr_len,
+        ..hdr
+    })
 }
 
 #[cfg(test)]
