@@ -319,41 +319,75 @@ fn a_missing_interface_or_bad_ring_says_what_to_do() {
     assert!(err.to_string().contains("batch size 0"), "{err}");
 }
 
+/// Sends one datagram from the peer to `to` with no neighbour entry, so the peer's kernel
+/// first asks for our MAC (and repeats only after a second), then counts on each of two
+/// fanout members the frames `is_query` picks.
+fn neighbour_queries_seen(
+    link: &Link,
+    to: std::net::SocketAddr,
+    is_query: fn(&[u8]) -> bool,
+) -> [usize; 2] {
+    let name = link.veth.name_b().to_owned();
+    let open = || {
+        in_netns(&link.user, || {
+            AfPacket::builder(&name)
+                .mode(IoMode::Batched { batch: 8 })
+                .fanout(77)
+                .open()
+        })
+        .unwrap()
+        .unwrap()
+    };
+    let mut devs = [open(), open()];
+    let sock = in_netns(&link.peer, || {
+        UdpSocket::bind(if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })
+    })
+    .unwrap()
+    .unwrap();
+    sock.send_to(b"who", to).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    devs.each_mut().map(|dev| {
+        let mut n = 0;
+        for _ in 0..3 {
+            while let Some((rx, _)) = dev.receive(Instant::ZERO) {
+                n += usize::from(rx.consume(is_query));
+            }
+        }
+        n
+    })
+}
+
 #[test]
 fn every_member_of_a_fanout_group_sees_every_arp_frame_once() {
     if !privileged() {
         return;
     }
     let link = Link::new();
-    let name = link.veth.name_b().to_owned();
-    let open = |mode| {
-        in_netns(&link.user, || {
-            AfPacket::builder(&name).mode(mode).fanout(77).open()
-        })
-        .unwrap()
-        .unwrap()
+    let to = (std::net::Ipv4Addr::from(STACK_IP), PORT).into();
+    let arp = |f: &[u8]| f.get(12..14) == Some(&[0x08, 0x06][..]);
+    assert_eq!(neighbour_queries_seen(&link, to, arp), [1, 1]);
+}
+
+#[test]
+fn every_member_of_a_fanout_group_sees_every_neighbour_solicitation_once() {
+    if !privileged() {
+        return;
+    }
+    let link = Link::new();
+    let dev_a = link.veth.name_a().to_owned();
+    ip(
+        Some(&link.peer),
+        &["addr", "add", "fd00:9::1/64", "dev", &dev_a, "nodad"],
+    )
+    .unwrap();
+    let to = ("fd00:9::2".parse::<std::net::Ipv6Addr>().unwrap(), PORT).into();
+    // IPv6, ICMPv6 directly, type 135.
+    let solicit = |f: &[u8]| {
+        f.get(12..14) == Some(&[0x86, 0xdd][..])
+            && f.get(20) == Some(&58)
+            && f.get(54) == Some(&135)
     };
-    let mut devs = [
-        open(IoMode::Batched { batch: 8 }),
-        open(IoMode::Batched { batch: 8 }),
-    ];
-    // No neighbour entry: the peer's kernel broadcasts an ARP request first (and repeats it
-    // only after a second).
-    let sock = link.peer_socket();
-    sock.send_to(b"who", (std::net::Ipv4Addr::from(STACK_IP), PORT))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let arp_frames = |dev: &mut AfPacket| {
-        let mut n = 0;
-        for _ in 0..3 {
-            while let Some((rx, _)) = dev.receive(Instant::ZERO) {
-                n += usize::from(rx.consume(|f| f.get(12..14) == Some(&[0x08, 0x06][..])));
-            }
-        }
-        n
-    };
-    let counts = [arp_frames(&mut devs[0]), arp_frames(&mut devs[1])];
-    assert_eq!(counts, [1, 1]);
+    assert_eq!(neighbour_queries_seen(&link, to, solicit), [1, 1]);
 }
 
 #[test]

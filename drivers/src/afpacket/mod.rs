@@ -20,8 +20,8 @@
 //! Per-core stacks: open one device per thread with the same [`fanout`](AfPacketBuilder::fanout)
 //! group; the kernel spreads flows over them by hash (`PACKET_FANOUT_HASH`), and each thread
 //! runs its own `Stack` with the same IP and MAC. Every member also sees every ARP frame
-//! (see the `arp` module's notes), so each stack learns its neighbours; IPv6 neighbour
-//! discovery is not shared that way, so fanout groups are for IPv4.
+//! and IPv6 neighbour solicitation and advertisement (see the `arp` module's notes), so
+//! each stack learns its neighbours.
 //!
 //! # The link
 //!
