@@ -13,6 +13,8 @@
 //!   address, moving frames one per system call, in `recvmmsg`/`sendmmsg` batches, or
 //!   through a `TPACKET_V3` ring; fanout groups give one stack per core. Its links are
 //!   built with [`veth`] and [`ethtool`].
+//! - `lan9118::Lan9118` (feature `lan9118`, on by default, no `std`): the SMSC LAN9118
+//!   Ethernet controller over memory-mapped registers, as on QEMU's `mps2-an385` board.
 //! - [`PcapRecorder`] (`std`): wraps any device and records every frame in both
 //!   directions to a pcap file readable by `tcpdump -r` / Wireshark.
 //! - [`PcapReplay`] (`std`): plays a pcap file's frames into a stack, one per
@@ -40,6 +42,9 @@
 extern crate std;
 
 pub mod pipe;
+
+#[cfg(feature = "lan9118")]
+pub mod lan9118;
 
 #[cfg(feature = "std")]
 pub mod afpacket;
