@@ -749,8 +749,20 @@ fn client_gives_up_after_max_attempts_and_on_open_refusal_backs_off_too() {
     );
 }
 
-#[test]
-fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
+/// What [`caller_storage_echo`] saw.
+struct StorageRun {
+    sent: Vec<u8>,
+    got: Vec<u8>,
+    log: Shared,
+    held_bytes: usize,
+    /// The client read the end of the stream, or the connection failed.
+    ended: bool,
+}
+
+/// A length-prefixed (u16 LE) echo on an engine over caller storage only: 2 TCP sockets
+/// with 2 KiB buffers, pools cut into 2 KiB chunks. A heap client sends a package of each
+/// size in `sizes`; runs until all came back, the connection ended, or 10 s passed.
+fn caller_storage_echo(sizes: &[usize]) -> StorageRun {
     use ustack::session::timer::TimerEntry;
     use ustack::session::{EngineStorage, Protocol, SessionSlot};
     use ustack::StaticStorage;
@@ -761,7 +773,6 @@ fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
     let link = PipeLink::<64, 1514>::new();
     let (da, db) = link.split();
     let mut now = Instant::ZERO;
-    // Server: 4 socket slots, 2 TCP sockets with 2 KiB buffers, all lent.
     let mut storage: StaticStorage<'_, 4> = StaticStorage::new();
     let config = Config::new([2, 0, 0, 0, 0, 1], "10.9.0.1/24".parse().unwrap());
     let mut sa = Stack::with_storage(config, da, storage.storage(), now).unwrap();
@@ -798,19 +809,16 @@ fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
         proto,
     )
     .unwrap();
-    // Client: an ordinary heap stack with a raw socket.
     let mut sb = stack(db, 2);
     let c = sb.connect("10.9.0.1:7".parse().unwrap()).unwrap();
-    // 1000 bytes decode in place (under half the 2 KiB buffer); 1500 are assembled in a
-    // pool chunk.
     let mut out = Vec::new();
-    for n in [5usize, 1000, 1500] {
+    for &n in sizes {
         out.extend_from_slice(&(n as u16).to_le_bytes());
         out.extend((0..n).map(|i| i as u8));
     }
-    let (mut sent, mut got) = (0, Vec::new());
+    let (mut sent, mut got, mut ended) = (0, Vec::new(), false);
     let end = now + Duration::from_secs(10);
-    while now < end && got.len() < out.len() {
+    while now < end && got.len() < out.len() && !ended {
         ea.poll(&mut sa, now);
         sb.poll(now);
         while sb.next_event().is_some() {}
@@ -818,17 +826,65 @@ fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
             sent += sb.tcp_write(c, &out[sent..]).unwrap_or(0);
         }
         let mut buf = [0u8; 4096];
-        if let Ok(n) = sb.tcp_read(c, &mut buf) {
-            got.extend_from_slice(&buf[..n]);
+        match sb.tcp_read(c, &mut buf) {
+            Ok(0) => ended = true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(ustack::Error::WouldBlock) => {}
+            Err(_) => ended = true,
         }
         now += Duration::from_millis(1);
     }
-    assert!(got == out, "echoed {} of {} bytes", got.len(), out.len());
+    StorageRun {
+        sent: out,
+        got,
+        log,
+        held_bytes: ea.held_bytes(),
+        ended,
+    }
+}
+
+#[test]
+fn an_engine_over_caller_storage_echoes_without_a_heap_of_its_own() {
+    // 1000 bytes decode in place (under half the 2 KiB buffer); 1500 are assembled in a
+    // pool chunk.
+    let run = caller_storage_echo(&[5, 1000, 1500]);
+    assert!(
+        run.got == run.sent,
+        "echoed {} of {} bytes",
+        run.got.len(),
+        run.sent.len()
+    );
     assert_eq!(
-        log.borrow().msgs.iter().map(Vec::len).collect::<Vec<_>>(),
+        run.log
+            .borrow()
+            .msgs
+            .iter()
+            .map(Vec::len)
+            .collect::<Vec<_>>(),
         [5, 1000, 1500]
     );
-    assert_eq!(ea.held_bytes(), 0);
+    assert_eq!(run.held_bytes, 0);
+}
+
+#[test]
+fn a_package_no_pool_chunk_can_hold_ends_the_session_instead_of_stalling_it() {
+    // 3,000 bytes plus the header: more than the socket buffer, so it must be assembled,
+    // and more than a 2 KiB chunk, so it never can be.
+    let run = caller_storage_echo(&[5, 3000]);
+    assert!(run.ended, "the client never saw the session end");
+    // The first package was served; the session then ends like any oversize one (with a
+    // reset, so its echo may or may not have left).
+    assert_eq!(run.log.borrow().msgs, [vec![0u8, 1, 2, 3, 4]]);
+    let events = run.log.borrow().events.clone();
+    assert_eq!(
+        events,
+        [
+            "open 1".to_string(),
+            "error MessageTooLarge { len: 3002, max: 2048 }".to_string(),
+            "close 1".to_string()
+        ]
+    );
+    assert_eq!(run.held_bytes, 0);
 }
 
 #[test]

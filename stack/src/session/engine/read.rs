@@ -137,6 +137,14 @@ impl Engine<'_> {
                 Next::Known(total) => {
                     st.want = total;
                     let big = total > peekable(cap) || total > self.rx_area(total).len();
+                    let max = self.assembly.per_buffer();
+                    if big && total > max {
+                        // No buffer of the pool can ever hold it: waiting would stall the
+                        // session for good, so it ends with the reason.
+                        let e = SessionError::MessageTooLarge { len: total, max };
+                        self.end(stack, i, Some(e), now);
+                        return;
+                    }
                     if big && !self.start_assembly(i, Some(total)) {
                         return;
                     }
