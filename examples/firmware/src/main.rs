@@ -59,7 +59,8 @@ const HEADER: usize = 16;
 /// Encode scratch: the largest package with its header.
 const ENCODE_BUF: usize = MAX_MSG + HEADER;
 /// Chunk size of the engine's assembly and pending pools. A held package must fit in one
-/// chunk (a larger one stalls its session), so a chunk holds the largest package.
+/// chunk (a larger one ends its session with MessageTooLarge), so a chunk holds the
+/// largest package.
 const CHUNK: usize = ENCODE_BUF;
 /// Each pool's size: two packages larger than a socket buffer in flight at once.
 const POOL: usize = 2 * CHUNK;
