@@ -63,6 +63,8 @@ pub mod pcap;
 pub mod pcap_replay;
 #[cfg(feature = "std")]
 pub mod tap;
+#[cfg(feature = "std")]
+mod txerr;
 
 pub use pipe::{PipeDevice, PipeLink, PipeStats};
 

@@ -82,13 +82,42 @@ fn kernel_sends_64_mib_over_an_offload_tap_as_super_segments() {
         "room for 64 KiB segments"
     );
 
-    let stack = Stack::new(big_config(&device), device, ustack::runtime::now()).unwrap();
+    let (tap, ingress) = kernel_sends(&ns, big_config(&device), device, STACK_IP.into(), 64, 64);
+    assert!(
+        tap.rx_gso_frames > 0,
+        "no TCP super-segment arrived: the offload path was not used ({tap:?})"
+    );
+    assert!(
+        tap.rx_csum_completed > 0,
+        "no partial checksum was completed ({tap:?})"
+    );
+    assert!(tap.rx_largest_frame > PLAIN_FRAME, "{tap:?}");
+    assert_eq!(tap.rx_malformed, 0, "{tap:?}");
+    assert_eq!(
+        ingress.rx_dropped(),
+        0,
+        "ustack's ingress check dropped frames: {ingress:?}"
+    );
+}
+
+/// A kernel client in `ns` sends `mib` MiB of `random_bytes(seed)` to a ustack sink at
+/// `stack_ip` (over `device`, with `config`), half-closes and waits for ustack's FIN; the
+/// bytes must arrive exactly. Returns the device's and the stack's counters.
+fn kernel_sends(
+    ns: &NetNs,
+    config: Config,
+    device: TapDevice,
+    stack_ip: IpAddr,
+    seed: u64,
+    mib: usize,
+) -> (TapStats, ustack::Stats) {
+    let stack = Stack::new(config, device, ustack::runtime::now()).unwrap();
     let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
     let listener = shared.listen(SINK_PORT, 1).unwrap();
-    let data = random_bytes(64, 64 * 1024 * 1024);
+    let data = random_bytes(seed, mib * 1024 * 1024);
     let sent = data.clone();
     let writer = ns.spawn(move || -> std::io::Result<()> {
-        let addr = SocketAddr::from((STACK_IP, SINK_PORT));
+        let addr = SocketAddr::from((stack_ip, SINK_PORT));
         let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
         s.set_read_timeout(Some(TIMEOUT))?;
         s.write_all(&sent)?;
@@ -114,26 +143,11 @@ fn kernel_sends_64_mib_over_an_offload_tap_as_super_segments() {
         got == data,
         "received bytes differ from what the kernel sent"
     );
-
     let tap = stats(&shared);
     let ingress = shared.with(|s| s.stats());
     shared.shutdown();
     eprintln!("{tap:?}");
-    assert!(
-        tap.rx_gso_frames > 0,
-        "no TCP super-segment arrived: the offload path was not used ({tap:?})"
-    );
-    assert!(
-        tap.rx_csum_completed > 0,
-        "no partial checksum was completed ({tap:?})"
-    );
-    assert!(tap.rx_largest_frame > PLAIN_FRAME, "{tap:?}");
-    assert_eq!(tap.rx_malformed, 0, "{tap:?}");
-    assert_eq!(
-        ingress.rx_dropped(),
-        0,
-        "ustack's ingress check dropped frames: {ingress:?}"
-    );
+    (tap, ingress)
 }
 
 #[test]
@@ -143,38 +157,7 @@ fn kernel_sends_8_mib_over_ipv6_as_tcpv6_super_segments() {
     }
     let (ns, device) = tap(|b| b.host_addr(HOST_CIDR6).offload(true));
     let config = big_config(&device).ipv6(Ipv6Cidr::new(STACK_IP6, PREFIX_LEN6));
-    let stack = Stack::new(config, device, ustack::runtime::now()).unwrap();
-    let shared = SharedStack::spawn(stack, PollMode::Block).unwrap();
-    let listener = shared.listen(SINK_PORT, 1).unwrap();
-    let data = random_bytes(6, 8 * 1024 * 1024);
-    let sent = data.clone();
-    let writer = ns.spawn(move || -> std::io::Result<()> {
-        let addr = SocketAddr::from((STACK_IP6, SINK_PORT));
-        let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-        s.set_read_timeout(Some(TIMEOUT))?;
-        s.write_all(&sent)?;
-        s.shutdown(Shutdown::Write)?;
-        s.read_to_end(&mut Vec::new())?;
-        Ok(())
-    });
-    let mut conn = listener.accept_timeout(TIMEOUT).expect("kernel connects");
-    conn.set_read_timeout(Some(TIMEOUT));
-    let mut got = Vec::with_capacity(data.len());
-    conn.read_to_end(&mut got)
-        .expect("read until the kernel's FIN");
-    drop(conn);
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("kernel writer");
-    assert!(
-        got == data,
-        "received bytes differ from what the kernel sent"
-    );
-    let tap = stats(&shared);
-    let ingress = shared.with(|s| s.stats());
-    shared.shutdown();
-    eprintln!("{tap:?}");
+    let (tap, ingress) = kernel_sends(&ns, config, device, STACK_IP6.into(), 6, 8);
     assert!(tap.rx_gso_frames > 0, "no TCPv6 super-segment ({tap:?})");
     assert!(tap.rx_largest_frame > PLAIN_FRAME, "{tap:?}");
     assert_eq!(tap.rx_malformed, 0, "{tap:?}");

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::arp::ArpSide;
+use super::neigh::NeighSide;
 use super::ring::Ring;
 use super::rx::RxPath;
 use super::stats::Counters;
@@ -213,8 +213,8 @@ impl AfPacketBuilder {
                 io::Error::new(e.kind(), format!("{e}; every socket of fanout group {group} must use the same interface and mode"))
             })?;
         }
-        let arp = match self.fanout {
-            Some(_) => Some(ArpSide::open(raw, ifindex, slot)?),
+        let neigh = match self.fanout {
+            Some(_) => Some(NeighSide::open(raw, ifindex, slot)?),
             None => None,
         };
         let tx = match self.mode {
@@ -240,7 +240,7 @@ impl AfPacketBuilder {
             tx,
             c: Counters::default(),
             kernel: Cell::new((0, 0)),
-            arp,
+            neigh,
         })
     }
 }

@@ -20,7 +20,7 @@
 //! Per-core stacks: open one device per thread with the same [`fanout`](AfPacketBuilder::fanout)
 //! group; the kernel spreads flows over them by hash (`PACKET_FANOUT_HASH`), and each thread
 //! runs its own `Stack` with the same IP and MAC. Every member also sees every ARP frame
-//! and IPv6 neighbour solicitation and advertisement (see the `arp` module's notes), so
+//! and IPv6 neighbour solicitation and advertisement (see the `neigh` module's notes), so
 //! each stack learns its neighbours.
 //!
 //! # The link
@@ -50,8 +50,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-mod arp;
 mod builder;
+mod neigh;
 mod ring;
 mod rx;
 mod stats;
@@ -174,8 +174,8 @@ pub struct AfPacket {
     /// Kernel drop counters summed so far (`tp_drops`, `tp_freeze_q_cnt`); reading them
     /// resets the kernel's, hence the running sum.
     kernel: Cell<(u64, u64)>,
-    /// Fanout groups only: the group-wide ARP view (see `arp`).
-    arp: Option<arp::ArpSide>,
+    /// Fanout groups only: every ARP and IPv6 neighbour frame (see `neigh`).
+    neigh: Option<neigh::NeighSide>,
 }
 
 impl AfPacket {
@@ -354,15 +354,15 @@ impl Device for AfPacket {
     fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         self.late_flush(now);
         let fd = self.fd.as_raw_fd();
-        let arp_len = self.arp.as_mut().and_then(|a| a.fetch(&mut self.c));
+        let neigh_len = self.neigh.as_mut().and_then(|a| a.fetch(&mut self.c));
         // Borrows are taken inside each branch: the one not taken stays free.
-        let frame = if let Some(len) = arp_len {
-            self.arp.as_ref()?.frame(len)
+        let frame = if let Some(len) = neigh_len {
+            self.neigh.as_ref()?.frame(len)
         } else {
             match next_frame(&mut self.rx, fd, &mut self.c, &self.name) {
                 Some(frame) => frame,
                 None => {
-                    if let Some(a) = self.arp.as_mut() {
+                    if let Some(a) = self.neigh.as_mut() {
                         a.poll_ended();
                     }
                     return None;
@@ -409,9 +409,9 @@ impl fmt::Debug for AfPacket {
 
 impl AsRawFd for AfPacket {
     /// The descriptor to wait on for frames: the socket, or in a fanout group an epoll
-    /// descriptor that also covers the ARP socket.
+    /// descriptor that also covers the neighbour-discovery socket.
     fn as_raw_fd(&self) -> RawFd {
-        match &self.arp {
+        match &self.neigh {
             Some(a) => a.wait_fd(),
             None => self.fd.as_raw_fd(),
         }

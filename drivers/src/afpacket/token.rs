@@ -7,7 +7,7 @@ use smoltcp::phy;
 use smoltcp::time::Instant;
 
 use super::stats::Counters;
-use super::{sys, tx, TxPath};
+use super::{sys, TxPath};
 
 /// Receive token of an [`AfPacket`](super::AfPacket): the frame, in the batch buffer or the ring.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl phy::TxToken for AfPacketTxToken<'_> {
                     Ok(_) => self.c.s.tx_dropped += 1,
                     Err(e) => {
                         self.c.s.tx_dropped += 1;
-                        if tx::is_transient(&e) {
+                        if crate::txerr::is_transient(&e) {
                             log::debug!("afpacket {}: dropped a {len}-byte frame: {e}", self.name);
                         } else {
                             self.c.warn(self.name, "send", &e);

@@ -2,7 +2,6 @@
 //! one `sendmmsg` when the poll ends ([`AfPacket::flush`](super::AfPacket::flush)) or the
 //! queue is full.
 
-use std::io;
 use std::os::fd::RawFd;
 
 use super::sys::MsgVec;
@@ -67,7 +66,7 @@ impl TxQueue {
                     done += n;
                 }
                 Ok(_) => retries += 1,
-                Err(e) if is_transient(&e) => {
+                Err(e) if crate::txerr::is_transient(&e) => {
                     c.tx_retries += 1;
                     retries += 1;
                 }
@@ -88,8 +87,4 @@ impl TxQueue {
         }
         self.lens.clear();
     }
-}
-
-pub(super) fn is_transient(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }

@@ -98,10 +98,7 @@ fn write_frame(
         }
         Err(e) => {
             stats.tx_dropped += segs;
-            let transient = e.kind() == io::ErrorKind::WouldBlock
-                || e.raw_os_error() == Some(libc::ENOBUFS)
-                || e.kind() == io::ErrorKind::Interrupted;
-            if transient {
+            if crate::txerr::is_transient(&e) {
                 log::debug!("tap {name}: dropped a {len}-byte frame: {e}");
             } else {
                 TapDevice::note_error(warned, name, "write", &e);

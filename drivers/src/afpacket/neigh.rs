@@ -68,19 +68,19 @@ fn attach(fd: RawFd, prog: &[libc::sock_filter; 10]) -> io::Result<()> {
     )
 }
 
-pub(super) struct ArpSide {
+pub(super) struct NeighSide {
     sock: OwnedFd,
     epoll: OwnedFd,
     buf: Vec<u8>,
-    /// Whether to look at the ARP socket on the next receive: once per poll, and again
+    /// Whether to look at the side socket on the next receive: once per poll, and again
     /// after each frame it gave.
     due: bool,
 }
 
-impl ArpSide {
+impl NeighSide {
     /// Filters neighbour frames out of the fanout socket `main` and opens the side socket
     /// that gets all of them.
-    pub(super) fn open(main: RawFd, ifindex: i32, frame: usize) -> io::Result<ArpSide> {
+    pub(super) fn open(main: RawFd, ifindex: i32, frame: usize) -> io::Result<NeighSide> {
         attach(main, &DROP_NEIGHBOURS)?;
         let sock = sys::packet_socket()?;
         let _ = sys::set_opt(
@@ -110,7 +110,7 @@ impl ArpSide {
                 return Err(io::Error::last_os_error());
             }
         }
-        Ok(ArpSide {
+        Ok(NeighSide {
             sock,
             epoll,
             buf: vec![0; frame],
@@ -118,7 +118,7 @@ impl ArpSide {
         })
     }
 
-    /// Reads one ARP frame if one is due and waiting; its length.
+    /// Reads one neighbour frame if one is due and waiting; its length.
     pub(super) fn fetch(&mut self, c: &mut Counters) -> Option<usize> {
         if !std::mem::replace(&mut self.due, false) {
             return None;
@@ -135,7 +135,7 @@ impl ArpSide {
                 Ok(None) => return None,
                 Err(e) => {
                     c.rx_errors += 1;
-                    c.warn("(arp)", "recvfrom", &e);
+                    c.warn("(neighbour socket)", "recvfrom", &e);
                     return None;
                 }
             }
@@ -147,7 +147,7 @@ impl ArpSide {
         &self.buf[..len]
     }
 
-    /// The stack's poll saw the last frame: look at the ARP socket again next poll.
+    /// The stack's poll saw the last frame: look at the side socket again next poll.
     pub(super) fn poll_ended(&mut self) {
         self.due = true;
     }
