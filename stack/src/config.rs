@@ -1,7 +1,9 @@
 //! How a [`Stack`](crate::Stack) is set up.
 
 use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr, Ipv6Cidr};
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::Ipv6Cidr;
+use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 
 /// Per-socket TCP settings. Buffer sizes take effect for sockets the stack allocates itself
 /// (the `alloc` feature); caller-provided sockets keep the buffers they were given.
@@ -31,7 +33,8 @@ impl Default for TcpOptions {
     }
 }
 
-/// UDP buffer sizes for sockets the stack allocates itself.
+/// UDP buffer sizes for sockets the stack allocates itself (feature `udp`).
+#[cfg(feature = "udp")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpOptions {
     /// Datagrams the receive queue holds.
@@ -44,6 +47,7 @@ pub struct UdpOptions {
     pub tx_bytes: usize,
 }
 
+#[cfg(feature = "udp")]
 impl Default for UdpOptions {
     fn default() -> Self {
         UdpOptions {
@@ -71,7 +75,8 @@ pub struct Config {
     pub ipv4: Ipv4Cidr,
     /// Default IPv4 route.
     pub gateway: Option<Ipv4Address>,
-    /// Optional IPv6 address and prefix.
+    /// Optional IPv6 address and prefix (feature `ipv6`).
+    #[cfg(feature = "ipv6")]
     pub ipv6: Option<Ipv6Cidr>,
     /// Seed for sequence numbers and ephemeral ports. The default is a constant, which makes
     /// both predictable to an attacker: give each boot a different one (on Linux,
@@ -82,6 +87,7 @@ pub struct Config {
     /// Defaults for new TCP sockets.
     pub tcp: TcpOptions,
     /// Defaults for new UDP sockets.
+    #[cfg(feature = "udp")]
     pub udp: UdpOptions,
     /// How long a SYN that finds its listener's backlog full is held before it is reset.
     /// Zero resets at once.
@@ -89,6 +95,7 @@ pub struct Config {
     /// The datagram [`Stack::udp_dial`](crate::Stack::udp_dial) sends to check its peer, and
     /// that sockets with [`Stack::udp_drop_probes`](crate::Stack::udp_drop_probes) discard.
     /// Both ends must agree on it.
+    #[cfg(feature = "udp")]
     pub udp_probe: &'static [u8],
     /// Longest frame accepted from the device, in bytes with the Ethernet header; longer
     /// ones are dropped and counted as oversize. `0`, the default, means the device's MTU.
@@ -99,6 +106,7 @@ pub struct Config {
 }
 
 /// The default dial probe, [`Config::udp_probe`].
+#[cfg(feature = "udp")]
 pub const DEFAULT_UDP_PROBE: &[u8] = b"connect-ping";
 
 impl Config {
@@ -108,12 +116,15 @@ impl Config {
             mac: EthernetAddress(mac),
             ipv4,
             gateway: None,
+            #[cfg(feature = "ipv6")]
             ipv6: None,
             random_seed: 0x7573_7461_636b,
             max_sockets: 1024,
             tcp: TcpOptions::default(),
+            #[cfg(feature = "udp")]
             udp: UdpOptions::default(),
             syn_hold: Duration::from_millis(500),
+            #[cfg(feature = "udp")]
             udp_probe: DEFAULT_UDP_PROBE,
             max_rx_frame: 0,
         }
@@ -137,13 +148,15 @@ impl Config {
         self
     }
 
-    /// Adds an IPv6 address.
+    /// Adds an IPv6 address (feature `ipv6`).
+    #[cfg(feature = "ipv6")]
     pub fn ipv6(mut self, cidr: Ipv6Cidr) -> Self {
         self.ipv6 = Some(cidr);
         self
     }
 
     /// Sets the UDP dial probe; see [`Config::udp_probe`].
+    #[cfg(feature = "udp")]
     pub fn udp_probe(mut self, probe: &'static [u8]) -> Self {
         self.udp_probe = probe;
         self

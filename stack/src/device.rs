@@ -13,9 +13,12 @@ use smoltcp::phy::{self, Checksum, Device, DeviceCapabilities};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpCidr, IpEndpoint};
 
-use crate::ingress::{classify_with, outgoing_syn_port, Facts, TcpInfo, Unreachable, Verdict};
+#[cfg(feature = "udp")]
+use crate::ingress::Unreachable;
+use crate::ingress::{classify_with, outgoing_syn_port, Facts, TcpInfo, Verdict};
 use crate::slot::Slot;
 use crate::stats::Stats;
+#[cfg(feature = "udp")]
 use crate::udp::{foreign_to_connected, icmp_target};
 
 /// Listeners a stack can have at once.
@@ -26,6 +29,7 @@ pub const SYN_STASH_FRAMES: usize = 64;
 pub const SYN_STASH_FRAME_LEN: usize = 128;
 const RST_MEMORY: usize = 16;
 /// ICMP errors for connected UDP sockets that one poll can collect.
+#[cfg(feature = "udp")]
 const ICMP_ERROR_MEMORY: usize = 16;
 /// Interface addresses that ICMP quotes are checked against.
 const MAX_ADDRS: usize = 8;
@@ -51,6 +55,7 @@ pub(crate) struct RstSeen {
 }
 
 /// An ICMP error that matched a connected UDP socket, waiting to be delivered after the poll.
+#[cfg(feature = "udp")]
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct IcmpHit {
     pub slot: u16,
@@ -67,18 +72,22 @@ pub(crate) struct IngressState {
     resets: Deque<RstSeen, RST_MEMORY>,
     pub syn_hold: Duration,
     /// Connected UDP sockets; while 0, UDP frames skip the connected-socket checks.
+    #[cfg_attr(not(feature = "udp"), allow(dead_code))]
     pub udp_connected: usize,
     /// Our interface addresses, copied before the first poll and after `Stack::interface`.
     addrs: Vec<IpAddress, MAX_ADDRS>,
     pub addrs_stale: bool,
+    #[cfg(feature = "udp")]
     pub icmp_hits: Deque<IcmpHit, ICMP_ERROR_MEMORY>,
     /// Our MAC, which an ICMP error's frame must be sent to (or be broadcast or multicast).
+    #[cfg_attr(not(feature = "udp"), allow(dead_code))]
     mac: [u8; 6],
     /// `Config::max_rx_frame`.
     pub max_rx_frame: usize,
 }
 
 /// Whether smoltcp would take the frame as ours at the link layer.
+#[cfg(feature = "udp")]
 fn to_our_mac(frame: &[u8], mac: &[u8; 6]) -> bool {
     const GROUP_BIT: u8 = 1;
     frame.get(..6) == Some(&mac[..]) || frame.first().is_some_and(|b| b & GROUP_BIT != 0)
@@ -162,6 +171,9 @@ impl IngressState {
             }
             Verdict::Pass(Facts::Other) => true,
             Verdict::Pass(Facts::Tcp(t)) => self.admit_tcp(frame, t, cx, replay),
+            #[cfg(not(feature = "udp"))]
+            Verdict::Pass(Facts::Udp(_) | Facts::IcmpError(_)) => true,
+            #[cfg(feature = "udp")]
             Verdict::Pass(Facts::Udp(u)) => {
                 if self.udp_connected > 0 && foreign_to_connected(cx.slots, &u) {
                     self.stats.udp_foreign_dropped += 1;
@@ -169,6 +181,7 @@ impl IngressState {
                 }
                 true
             }
+            #[cfg(feature = "udp")]
             Verdict::Pass(Facts::IcmpError(e)) => {
                 // smoltcp would discard a frame for another host; so must its ICMP error.
                 let for_us = || self.addrs.contains(&e.to) && to_our_mac(frame, &self.mac);
@@ -242,6 +255,8 @@ pub(crate) struct Ctx<'a> {
     caps: &'a Caps,
     tx: &'a TxCount,
     now: Instant,
+    /// Connected UDP sockets' peers, which filter datagrams and ICMP errors.
+    #[cfg_attr(not(feature = "udp"), allow(dead_code))]
     slots: &'a [Slot],
 }
 
@@ -336,6 +351,7 @@ impl<D: Device> Device for Wrapped<'_, D> {
             &mut c.tcp,
             &mut c.udp,
             &mut c.icmpv4,
+            #[cfg(feature = "ipv6")]
             &mut c.icmpv6,
         ] {
             *cs = match *cs {

@@ -99,7 +99,8 @@ pub struct TcpHandle {
     pub(crate) gen: u16,
 }
 
-/// A bound UDP socket.
+/// A bound UDP socket (feature `udp`).
+#[cfg(feature = "udp")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UdpHandle {
     pub(crate) slot: u16,
@@ -118,7 +119,8 @@ pub struct TcpListener {
 pub enum Token {
     /// A TCP connection.
     Tcp(TcpHandle),
-    /// A UDP socket.
+    /// A UDP socket (feature `udp`).
+    #[cfg(feature = "udp")]
     Udp(UdpHandle),
     /// A listener.
     Listener(TcpListener),

@@ -9,9 +9,11 @@
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::IpEndpoint;
 use smoltcp::wire::{
-    ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol,
-    Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+    ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet,
+    TcpPacket, UdpPacket,
 };
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::{Icmpv6Packet, Ipv6Packet};
 
 mod icmp;
 
@@ -21,6 +23,7 @@ pub use crate::stats::DropReason;
 
 const ETHERNET_HEADER_LEN: usize = 14;
 const IPV4_MIN_HEADER_LEN: usize = 20;
+#[cfg(feature = "ipv6")]
 const IPV6_HEADER_LEN: usize = 40;
 const TCP_MIN_HEADER_LEN: usize = 20;
 const UDP_HEADER_LEN: usize = 8;
@@ -101,6 +104,7 @@ pub fn classify_with(frame: &[u8], max_len: usize, checks: &ChecksumCapabilities
     let payload = eth.payload();
     let result = match eth.ethertype() {
         EthernetProtocol::Ipv4 => ipv4(payload, checks),
+        #[cfg(feature = "ipv6")]
         EthernetProtocol::Ipv6 => ipv6(payload, checks),
         EthernetProtocol::Arp => arp(payload),
         _ => return Verdict::Unsupported,
@@ -126,6 +130,7 @@ pub fn outgoing_syn_port(frame: &[u8]) -> Option<u16> {
             }
             TcpPacket::new_checked(ip.payload()).ok()?.src_port_if_syn()
         }
+        #[cfg(feature = "ipv6")]
         EthernetProtocol::Ipv6 => {
             let ip = Ipv6Packet::new_checked(eth.payload()).ok()?;
             if ip.next_header() != IpProtocol::Tcp {
@@ -200,6 +205,7 @@ fn ipv4(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
     }
 }
 
+#[cfg(feature = "ipv6")]
 fn ipv6(buf: &[u8], checks: &ChecksumCapabilities) -> Checked {
     if buf.len() < IPV6_HEADER_LEN {
         return Err(DropReason::Truncated);

@@ -10,6 +10,7 @@ use crate::ready::ReadyCell;
 pub(crate) const NONE: u16 = u16::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "udp"), allow(dead_code))]
 pub(crate) enum Role {
     /// No smoltcp socket behind this slot.
     Empty,
@@ -35,10 +36,13 @@ pub struct Slot {
     pub(crate) local_port: u16,
     pub(crate) remote: Option<IpEndpoint>,
     /// UDP: the source address a connected socket sends from, chosen once at connect.
+    #[cfg_attr(not(feature = "udp"), allow(dead_code))]
     pub(crate) src: Option<IpAddress>,
     /// UDP: discard datagrams equal to the dial probe.
+    #[cfg_attr(not(feature = "udp"), allow(dead_code))]
     pub(crate) drop_probe: bool,
     /// UDP: a datagram from the connected peer was seen (answers a dial probe).
+    #[cfg_attr(not(feature = "udp"), allow(dead_code))]
     pub(crate) replied: bool,
     pub(crate) user_closed: bool,
     /// TCP: the application shut down or closed before the handshake finished; the FIN

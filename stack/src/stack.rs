@@ -2,14 +2,18 @@
 
 use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, Medium};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::tcp;
+#[cfg(feature = "udp")]
+use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpCidr};
 
 use crate::config::Config;
 use crate::device::{Budget, IngressState, TxCount, Wrapped, MAX_LISTENERS};
 use crate::error::{Error, Result};
-use crate::event::{Event, Ready, TcpHandle, TcpListener, Token, UdpHandle};
+#[cfg(feature = "udp")]
+use crate::event::UdpHandle;
+use crate::event::{Event, Ready, TcpHandle, TcpListener, Token};
 use crate::ready::{ReadyTable, RECV, SEND};
 use crate::slot::{Cells, EventQueue, FreeList, Role, Slot, Slots, Storage, Table};
 use crate::stats::Stats;
@@ -45,6 +49,7 @@ pub struct Stack<'a, D: Device> {
     pub(crate) config: Config,
     pub(crate) empty: FreeList,
     pub(crate) free_tcp: FreeList,
+    #[cfg(feature = "udp")]
     pub(crate) free_udp: FreeList,
     pub(crate) events: EventQueue,
     pub(crate) next_port: u16,
@@ -143,6 +148,7 @@ impl<'a, D: Device> Stack<'a, D> {
             if addrs.push(IpCidr::Ipv4(config.ipv4)).is_err() {
                 addr_err = Some(());
             }
+            #[cfg(feature = "ipv6")]
             if let Some(v6) = config.ipv6 {
                 if addrs.push(IpCidr::Ipv6(v6)).is_err() {
                     addr_err = Some(());
@@ -178,6 +184,7 @@ impl<'a, D: Device> Stack<'a, D> {
             config,
             empty,
             free_tcp: FreeList::new(),
+            #[cfg(feature = "udp")]
             free_udp: FreeList::new(),
             events: EventQueue::new(),
             order: 0,
@@ -209,6 +216,7 @@ impl<'a, D: Device> Stack<'a, D> {
         if let Some(flush) = self.flush {
             flush(&mut self.device);
         }
+        #[cfg(feature = "udp")]
         self.deliver_icmp_errors();
         let stats = &mut self.ingress.stats;
         stats.tx_frames = self.txc.frames.get();
@@ -262,6 +270,7 @@ impl<'a, D: Device> Stack<'a, D> {
             let (slot, gen) = (i as u16, s.gen);
             let token = match s.role {
                 Role::Stream => Token::Tcp(TcpHandle { slot, gen }),
+                #[cfg(feature = "udp")]
                 Role::Udp => Token::Udp(UdpHandle { slot, gen }),
                 _ => continue,
             };
@@ -345,6 +354,7 @@ impl<'a, D: Device> Stack<'a, D> {
                 s.register_recv_waker(&rw);
                 s.register_send_waker(&sw);
             }
+            #[cfg(feature = "udp")]
             Role::Udp => {
                 let s = self.sockets.get_mut::<udp::Socket>(h);
                 s.register_recv_waker(&rw);
@@ -371,6 +381,7 @@ impl<'a, D: Device> Stack<'a, D> {
             match self.slots[i].role {
                 Role::Stream => self.on_stream(i, bits),
                 Role::Member(l) => self.on_member(i, usize::from(l)),
+                #[cfg(feature = "udp")]
                 Role::Udp => self.on_udp(i, bits),
                 _ => {}
             }
@@ -426,6 +437,7 @@ impl<'a, D: Device> Stack<'a, D> {
                 self.slots[i].reset(Role::FreeTcp);
                 self.free_tcp.push(&mut self.slots, i);
             }
+            #[cfg(feature = "udp")]
             (Role::Udp, Some(h)) => {
                 self.forget_peer(i);
                 self.sockets.get_mut::<udp::Socket>(h).close();

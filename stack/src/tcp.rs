@@ -475,6 +475,7 @@ impl<'a, D: Device> Stack<'a, D> {
             IpAddress::Ipv4(a) => {
                 self.config.ipv4.contains_addr(&a) || self.config.gateway.is_some()
             }
+            #[cfg(feature = "ipv6")]
             IpAddress::Ipv6(a) => self.config.ipv6.is_some_and(|c| c.contains_addr(&a)),
         }
     }

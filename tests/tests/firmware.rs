@@ -1,6 +1,8 @@
 //! The bare-metal firmware (`examples/firmware`) on QEMU's `mps2-an385` (Cortex-M3, SMSC
 //! LAN9118), reached from the Linux kernel over a TAP interface: TCP echo of 256 KiB, the
-//! length-prefixed session echo, and the WebSocket echo from tungstenite, all byte-exact.
+//! length-prefixed session echo, and the WebSocket echo from tungstenite, all byte-exact;
+//! the kernel's ping; and, since the firmware is built without ustack's `udp` and `ipv6`
+//! features, a UDP datagram refused with ICMP protocol unreachable.
 //!
 //! The test builds the firmware (its own Cargo workspace, target `thumbv7m-none-eabi`),
 //! creates a namespace holding the TAP and runs QEMU inside it, so the host side of the
@@ -10,7 +12,7 @@
 mod qemu;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use ustack_tests::{privileged, random_bytes, NetNs, STACK_IP};
@@ -89,8 +91,40 @@ fn websocket_echo() {
     }
 }
 
+/// The kernel's ping gets its replies (smoltcp's automatic ICMP echo reply).
+fn kernel_ping() {
+    let out = std::process::Command::new("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "5", &STACK_IP.to_string()])
+        .output()
+        .expect("ping is missing; install it: apt-get install iputils-ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("3 received"),
+        "ping 10.7.0.2:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Without the `udp` feature there is no UDP in the firmware at all: smoltcp answers a
+/// datagram with ICMP protocol unreachable, which Linux reports on a connected socket as
+/// ENOPROTOOPT (not ECONNREFUSED, which would mean port unreachable).
+fn udp_is_refused_by_the_tcp_only_build() {
+    let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect((STACK_IP, 9000)).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.send(b"anyone there?").unwrap();
+    let err = s
+        .recv(&mut [0u8; 64])
+        .expect_err("a TCP-only firmware answered a UDP datagram");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOPROTOOPT),
+        "expected ICMP protocol unreachable, got {err}"
+    );
+}
+
 #[test]
-fn firmware_on_qemu_serves_tcp_session_and_websocket_echo_over_tap() {
+fn firmware_on_qemu_serves_tcp_session_and_websocket_echo_and_refuses_udp_over_tap() {
     if !privileged() {
         return;
     }
@@ -101,6 +135,8 @@ fn firmware_on_qemu_serves_tcp_session_and_websocket_echo_over_tap() {
         tcp_echo_256_kib();
         session_echo();
         websocket_echo();
+        kernel_ping();
+        udp_is_refused_by_the_tcp_only_build();
     });
     let log = fw.stop();
     assert!(log.contains("echo: #1 from 10.7.0.1"), "{log}");

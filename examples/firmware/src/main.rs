@@ -3,17 +3,15 @@
 //! Static IP 10.7.0.2/24, MAC 02:00:00:00:00:02. Serves TCP echo on 7 (the socket API), a
 //! length-prefixed session echo on 9000 (u32 big-endian length, then the body) and a
 //! WebSocket echo on 8080 (no permessage-deflate). SysTick at 1 kHz is the stack's clock;
-//! logs and panics go out through semihosting. All storage is static: no heap.
+//! logs and panics go out through semihosting (both in `board.rs`). All storage is static:
+//! no heap.
 #![no_std]
 #![no_main]
 
-use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicU32, Ordering};
+mod board;
 
-use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m::peripheral::SYST;
-use cortex_m_rt::{entry, exception, ExceptionFrame};
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
 use heapless::Vec;
 use smoltcp::phy::Device;
 use smoltcp::time::Instant;
@@ -28,16 +26,7 @@ use ustack::ws::conn::Message;
 use ustack::ws::handshake::{NoHooks, ServerConfig};
 use ustack::ws::{WsListener, WsOptions, WsServer, WsSession, WsSlotState};
 use ustack::{Config, Error, Stack, StaticStorage, TcpHandle, TcpListener, TcpOptions};
-use ustack_drivers::lan9118::{Lan9118, Mmio};
 
-/// The LAN9118's register window on mps2-an385 (QEMU hw/arm/mps2.c).
-const LAN9118_BASE: usize = 0x4020_0000;
-/// mps2's system clock, which clocks the core and so SysTick's core source.
-const SYSCLK_HZ: u32 = 25_000_000;
-/// SysTick rate: one tick per millisecond.
-const TICK_HZ: u32 = 1_000;
-
-const MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 const IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 7, 0, 2), 24);
 
 /// TCP sockets lent to the stack: each listener keeps its backlog armed, the rest serve.
@@ -67,57 +56,9 @@ const POOL: usize = 2 * CHUNK;
 /// Per-session buffer for fragmented WebSocket messages.
 const WS_FRAGMENTS: usize = 2048;
 
-/// Milliseconds since SysTick started; wraps after 49 days, [`Clock`] widens it.
-static MILLIS: AtomicU32 = AtomicU32::new(0);
-
-#[exception]
-fn SysTick() {
-    MILLIS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Widens [`MILLIS`] to a 64-bit [`Instant`].
-struct Clock {
-    last: u32,
-    millis: u64,
-}
-
-impl Clock {
-    fn start(syst: &mut SYST) -> Self {
-        syst.set_clock_source(SystClkSource::Core);
-        syst.set_reload(SYSCLK_HZ / TICK_HZ - 1);
-        syst.clear_current();
-        syst.enable_interrupt();
-        syst.enable_counter();
-        Clock { last: 0, millis: 0 }
-    }
-
-    fn now(&mut self) -> Instant {
-        let m = MILLIS.load(Ordering::Relaxed);
-        self.millis += u64::from(m.wrapping_sub(self.last));
-        self.last = m;
-        Instant::from_millis(i64::try_from(self.millis).unwrap_or(i64::MAX))
-    }
-}
-
 #[entry]
 fn main() -> ! {
-    let Some(mut cp) = cortex_m::Peripherals::take() else {
-        panic!("core peripherals already taken");
-    };
-    hprintln!(
-        "ustack-firmware: mps2-an385, SYST calibration {} ticks/10ms",
-        SYST::get_ticks_per_10ms()
-    );
-    let mut clock = Clock::start(&mut cp.SYST);
-
-    // SAFETY: 0x4020_0000 is the LAN9118 register window on mps2-an385, and nothing else in
-    // this program touches it.
-    let bus = unsafe { Mmio::new(LAN9118_BASE) };
-    let device = match Lan9118::new(bus, MAC) {
-        Ok(d) => d,
-        Err(e) => panic!("lan9118: {e:?}"),
-    };
-    hprintln!("lan9118: up, MAC 02:00:00:00:00:02");
+    let (mut clock, device) = board::init("ustack-firmware");
 
     let Some(storage) =
         cortex_m::singleton!(: StaticStorage<'static, SLOTS> = StaticStorage::new())
@@ -130,7 +71,7 @@ fn main() -> ! {
         panic!("buffers taken twice");
     };
 
-    let config = Config::new(MAC, IPV4);
+    let config = Config::new(board::MAC, IPV4);
     let mut stack = match Stack::with_storage(config, device, storage.storage(), clock.now()) {
         Ok(s) => s,
         Err(e) => panic!("stack: {e}"),
@@ -379,25 +320,5 @@ fn pump<D: Device>(stack: &mut Stack<'_, D>, h: TcpHandle, buf: &mut [u8]) -> Re
             Err(Error::WouldBlock) => return Ok(false),
             Err(e) => return Err(e),
         }
-    }
-}
-
-#[panic_handler]
-fn panic(info: &PanicInfo) -> ! {
-    hprintln!("PANIC: {}", info);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::bkpt();
-    }
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    // SAFETY (runtime): cortex-m-rt requires this handler to be `unsafe fn`; it only reads
-    // the stacked frame it is given and reports it.
-    hprintln!("HARDFAULT: {:?}", frame);
-    debug::exit(debug::EXIT_FAILURE);
-    loop {
-        cortex_m::asm::bkpt();
     }
 }

@@ -5,14 +5,18 @@
 //! the quote is read field by field and never validated as a whole datagram: its length and
 //! checksum describe bytes that were cut off.
 
-use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address, Ipv6Address};
+#[cfg(feature = "ipv6")]
+use smoltcp::wire::Ipv6Address;
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
 /// ICMP type, code, checksum and the 4 unused bytes before the quote (both versions).
 const ICMP_HEADER_LEN: usize = 8;
 const ICMPV4_DST_UNREACHABLE: u8 = 3;
 const ICMPV4_FRAG_NEEDED: u8 = 4;
 const ICMPV4_PORT_UNREACHABLE: u8 = 3;
+#[cfg(feature = "ipv6")]
 const ICMPV6_DST_UNREACHABLE: u8 = 1;
+#[cfg(feature = "ipv6")]
 const ICMPV6_PORT_UNREACHABLE: u8 = 4;
 
 const UDP: u8 = 17;
@@ -30,6 +34,7 @@ mod quoted_v4 {
     pub const OFFSET_MASK: u16 = 0x1fff;
 }
 
+#[cfg(feature = "ipv6")]
 mod quoted_v6 {
     use core::ops::Range;
     pub const HEADER_LEN: usize = 40;
@@ -89,6 +94,7 @@ pub(super) fn v4(msg: &[u8], to: IpAddress) -> Option<IcmpError> {
 
 /// Reads an ICMPv6 message (from its type byte on), like [`v4`]. A quote whose IPv6 header is
 /// followed by extension headers is not followed to the UDP header.
+#[cfg(feature = "ipv6")]
 pub(super) fn v6(msg: &[u8], to: IpAddress) -> Option<IcmpError> {
     let (&ty, &code) = (msg.first()?, msg.get(1)?);
     if ty != ICMPV6_DST_UNREACHABLE {

@@ -478,6 +478,7 @@ pub(crate) fn put(
     }
     let total: usize = parts.iter().map(|p| p.len()).sum();
     match st.sock {
+        #[cfg(feature = "udp")]
         Sock::Udp { .. } => {
             let bytes = parts.first().copied().unwrap_or_default();
             io.write(st.sock, st.info.peer, bytes)?;

@@ -7,7 +7,9 @@ use smoltcp::wire::IpEndpoint;
 
 use super::info::Limits;
 use super::listener::Protocol;
-use crate::{DialOptions, Error, TcpListener, TcpOptions};
+#[cfg(feature = "udp")]
+use crate::DialOptions;
+use crate::{Error, TcpListener, TcpOptions};
 
 /// Most endpoints one engine runs.
 pub const MAX_ENDPOINTS: usize = 16;
@@ -87,7 +89,8 @@ pub struct ClientOptions {
     pub max_attempts: Option<u32>,
     /// A TCP handshake not done in this time counts as a failed attempt.
     pub connect_timeout: Duration,
-    /// The UDP client's dial check.
+    /// The UDP client's dial check (feature `udp`).
+    #[cfg(feature = "udp")]
     pub dial: DialOptions,
     /// Socket options of the connections.
     pub tcp: TcpOptions,
@@ -102,6 +105,7 @@ impl Default for ClientOptions {
             backoff: Backoff::default(),
             max_attempts: None,
             connect_timeout: Duration::from_secs(5),
+            #[cfg(feature = "udp")]
             dial: DialOptions::default(),
             tcp: TcpOptions::default(),
             limits: Limits::default(),
@@ -218,6 +222,7 @@ pub(crate) enum Role {
         throttled: bool,
     },
     Client(Client),
+    #[cfg(feature = "udp")]
     Udp,
 }
 
@@ -279,6 +284,7 @@ impl Endpoint<'_> {
                 sessions: self.open,
                 throttled: *throttled,
             },
+            #[cfg(feature = "udp")]
             Role::Udp => EndpointStatus::Serving {
                 sessions: self.open,
                 throttled: false,

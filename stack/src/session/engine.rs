@@ -314,6 +314,7 @@ impl<'a> Engine<'a> {
                     _ => false,
                 }
             }
+            #[cfg(feature = "udp")]
             Token::Udp(h) => {
                 let i = usize::from(h.slot);
                 match self.slots.get(i) {
@@ -346,11 +347,14 @@ impl<'a> Engine<'a> {
                 self.read_tcp(stack, i, now);
             }
             Phase::Draining => self.flush(stack, i, now),
-            Phase::Dialing(_) | Phase::Free => {}
+            #[cfg(feature = "udp")]
+            Phase::Dialing(_) => {}
+            Phase::Free => {}
         }
         self.rearm(stack, i, now);
     }
 
+    #[cfg(feature = "udp")]
     fn on_udp<D: Device>(&mut self, stack: &mut Stack<'_, D>, i: usize, now: Instant) {
         match self.slots[i].phase {
             Phase::Dialing(d) => self.check_dial(stack, i, d, now),
@@ -371,6 +375,8 @@ impl<'a> Engine<'a> {
     ) -> R {
         let st = &mut self.slots[i];
         let proto = self.endpoints[usize::from(st.endpoint)].proto.get();
+        // Without `alloc` the caller's slice is the only kind.
+        #[cfg_attr(not(feature = "alloc"), allow(clippy::infallible_destructuring_match))]
         let sink: &mut dyn super::bufs::Sink = match &mut self.encode {
             #[cfg(feature = "alloc")]
             Encode::Heap(v) => v,
@@ -410,6 +416,7 @@ impl<'a> Engine<'a> {
                     return;
                 }
             }
+            #[cfg(feature = "udp")]
             Phase::Dialing(d) => {
                 self.check_dial(stack, i, d, now);
             }
@@ -488,7 +495,9 @@ impl<'a> Engine<'a> {
                 let _ = self.timers.cancel(i);
                 return;
             }
-            Phase::Connecting { .. } | Phase::Dialing(_) => return,
+            Phase::Connecting { .. } => return,
+            #[cfg(feature = "udp")]
+            Phase::Dialing(_) => return,
             Phase::Open | Phase::Draining => {
                 let lim = st.info.limits;
                 match (lim.cron_period, st.cron_at) {
@@ -630,6 +639,7 @@ impl<'a> Engine<'a> {
                     false => stack.tcp_abort(h),
                 };
             }
+            #[cfg(feature = "udp")]
             Sock::Udp { h, .. } => {
                 let _ = stack.udp_close(h);
             }

@@ -17,12 +17,15 @@ pub(crate) trait Io {
 }
 
 impl<D: Device> Io for Stack<'_, D> {
+    // Without UDP, every session is TCP and `to` is its connection's peer already.
+    #[cfg_attr(not(feature = "udp"), allow(unused_variables))]
     fn write(&mut self, sock: Sock, to: IpEndpoint, bytes: &[u8]) -> Result<usize, Error> {
         match sock {
             Sock::Tcp(h) => match self.tcp_write(h, bytes) {
                 Err(Error::WouldBlock) => Ok(0),
                 r => r,
             },
+            #[cfg(feature = "udp")]
             Sock::Udp { h, connected } => {
                 match connected {
                     true => self.udp_send(h, bytes)?,
@@ -36,6 +39,7 @@ impl<D: Device> Io for Stack<'_, D> {
     fn room(&self, sock: Sock) -> usize {
         match sock {
             Sock::Tcp(h) => self.tcp_send_room(h).unwrap_or(0),
+            #[cfg(feature = "udp")]
             Sock::Udp { .. } => usize::MAX,
         }
     }
@@ -43,6 +47,7 @@ impl<D: Device> Io for Stack<'_, D> {
     fn unacked(&self, sock: Sock) -> usize {
         match sock {
             Sock::Tcp(h) => self.tcp_send_queue(h).unwrap_or(0),
+            #[cfg(feature = "udp")]
             Sock::Udp { .. } => 0,
         }
     }

@@ -6,13 +6,19 @@ use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 use super::bufs::BufId;
 use super::info::{Kind, Limits, SessionId, SessionInfo, SessionStats};
 use super::SessionError;
-use crate::{TcpHandle, UdpDial, UdpHandle};
+use crate::TcpHandle;
+#[cfg(feature = "udp")]
+use crate::{UdpDial, UdpHandle};
 
 /// The socket under a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sock {
     Tcp(TcpHandle),
-    Udp { h: UdpHandle, connected: bool },
+    #[cfg(feature = "udp")]
+    Udp {
+        h: UdpHandle,
+        connected: bool,
+    },
 }
 
 /// Where a slot is in its life.
@@ -24,6 +30,7 @@ pub(crate) enum Phase {
         since: Instant,
     },
     /// A client's UDP dial check.
+    #[cfg(feature = "udp")]
     Dialing(UdpDial),
     Open,
     /// Closed by the application; queued output still going out before the FIN.

@@ -27,15 +27,13 @@
 
 use core::fmt;
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use super::close::{parse_close, CloseCode};
 #[cfg(feature = "alloc")]
 use super::deflate::{Deflate, DeflateParams, InflateError};
 use super::frame::{
     apply_mask, FrameHeader, HeaderBytes, Opcode, MAX_CONTROL_PAYLOAD, RSV1, RSV2, RSV3,
 };
+use super::keys::KeyStream;
 use super::utf8::Utf8Stream;
 use super::Role;
 use crate::session::codec::{CodecError, Out};
@@ -284,7 +282,7 @@ pub struct WsConn {
     peek: Peek,
     close_sent: bool,
     close_received: bool,
-    rng: ChaCha8Rng,
+    rng: KeyStream,
     #[cfg(feature = "alloc")]
     deflate: Option<(Deflate, DeflateParams)>,
     #[cfg(feature = "alloc")]
@@ -336,7 +334,7 @@ impl WsConn {
             peek: Peek::default(),
             close_sent: false,
             close_received: false,
-            rng: ChaCha8Rng::from_seed(seed),
+            rng: KeyStream::new(seed),
             #[cfg(feature = "alloc")]
             deflate: None,
             #[cfg(feature = "alloc")]
@@ -402,7 +400,7 @@ impl WsConn {
 
     /// A fresh random value from the masking-key stream (a client's handshake key).
     pub fn random(&mut self, out: &mut [u8]) {
-        self.rng.fill_bytes(out);
+        self.rng.fill(out);
     }
 
     /// Reads the frame at the front of `buf`, unmasking it in place. Writes automatic
@@ -742,7 +740,7 @@ impl WsConn {
     fn key(&mut self) -> Option<[u8; 4]> {
         match self.role {
             Role::Server => None,
-            Role::Client => Some(self.rng.next_u32().to_ne_bytes()),
+            Role::Client => Some(self.rng.mask_key()),
         }
     }
 

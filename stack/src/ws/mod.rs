@@ -19,6 +19,7 @@ pub mod conn;
 pub mod deflate;
 pub mod frame;
 pub mod handshake;
+pub mod keys;
 pub mod utf8;
 
 /// Which end of the connection this side is: it decides who masks.

@@ -31,8 +31,6 @@
 
 use core::ops::{Deref, DerefMut};
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use smoltcp::time::{Duration, Instant};
 
 use super::close::CloseCode;
@@ -42,6 +40,7 @@ use super::handshake::{
     client_response, server_upgrade, write_request, ClientConfig, ClientUpgrade, NoHooks,
     ServerConfig, Upgrade, UpgradeHooks,
 };
+use super::keys::KeyStream;
 use super::Role;
 use crate::session::codec::{Codec, Out};
 use crate::session::{
@@ -397,7 +396,7 @@ struct Core<'a, L> {
     listener: L,
     opts: WsOptions,
     slots: Slots<'a>,
-    rng: ChaCha8Rng,
+    rng: KeyStream,
     takeover: usize,
     #[cfg(feature = "alloc")]
     resp: alloc::vec::Vec<u8>,
@@ -409,7 +408,7 @@ impl<'a, L: WsListener> Core<'a, L> {
     fn new(listener: L, opts: WsOptions, slots: Slots<'a>) -> Self {
         Core {
             listener,
-            rng: ChaCha8Rng::from_seed(opts.seed),
+            rng: KeyStream::new(opts.seed),
             opts,
             slots,
             takeover: 0,
@@ -423,7 +422,7 @@ impl<'a, L: WsListener> Core<'a, L> {
             .index()
             .ok_or(Reject("WebSocket sessions run on the stack thread"))?;
         let mut seed = [0u8; 32];
-        self.rng.fill_bytes(&mut seed);
+        self.rng.fill(&mut seed);
         let slot = self.slots.get(i).ok_or(Reject(
             "no WebSocket state for this session: give WsStorage one slot per engine session",
         ))?;

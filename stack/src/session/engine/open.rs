@@ -11,7 +11,9 @@ use super::super::endpoint::{
 use super::super::info::{Kind, SessionId};
 use super::super::state::{Phase, Sock};
 use super::Engine;
-use crate::{DialStatus, Error, Stack, UdpDial};
+#[cfg(feature = "udp")]
+use crate::{DialStatus, UdpDial};
+use crate::{Error, Stack};
 
 impl<'a> Engine<'a> {
     fn add(&mut self, e: Endpoint<'a>) -> Result<EndpointId, Error> {
@@ -63,6 +65,7 @@ impl<'a> Engine<'a> {
 
     /// A connected UDP client: each of `opts.connections` sessions opens once its socket
     /// passes the dial check ([`Stack::udp_dial`]); a refused dial is retried with backoff.
+    #[cfg(feature = "udp")]
     pub fn udp_client(
         &mut self,
         remote: IpEndpoint,
@@ -103,6 +106,7 @@ impl<'a> Engine<'a> {
     /// An unconnected UDP endpoint on `port`: one session for the socket, whose peer is
     /// each datagram's sender in turn. Datagrams the codec cannot decode are dropped and
     /// counted, so one stranger cannot end the session.
+    #[cfg(feature = "udp")]
     pub fn udp<D: Device>(
         &mut self,
         stack: &mut Stack<'_, D>,
@@ -165,6 +169,7 @@ impl<'a> Engine<'a> {
                 let _ = stack.close_listener(*listener);
             }
             Role::Client(c) => c.retry_at = None,
+            #[cfg(feature = "udp")]
             Role::Udp => {}
         }
         for i in 0..self.slots.len() {
@@ -178,6 +183,7 @@ impl<'a> Engine<'a> {
                     let _ = stack.tcp_abort(h);
                     self.free(i);
                 }
+                #[cfg(feature = "udp")]
                 (Phase::Dialing(_), Sock::Udp { h, .. }) => {
                     let _ = stack.udp_close(h);
                     self.free(i);
@@ -291,6 +297,7 @@ impl<'a> Engine<'a> {
                 Sock::Tcp(h) => {
                     let _ = stack.tcp_close(h);
                 }
+                #[cfg(feature = "udp")]
                 Sock::Udp { h, .. } => {
                     let _ = stack.udp_close(h);
                 }
@@ -331,6 +338,7 @@ impl<'a> Engine<'a> {
                     );
                     let _ = self.timers.schedule(i, now + opts.connect_timeout);
                 }),
+                #[cfg(feature = "udp")]
                 true => stack.udp_dial(remote, opts.dial, now).map(|d| {
                     let h = d.handle();
                     let i = usize::from(h.slot);
@@ -338,6 +346,9 @@ impl<'a> Engine<'a> {
                     self.slots[i].start(Phase::Dialing(d), ep as u8, sock, now);
                     let _ = self.timers.schedule(i, d.deadline());
                 }),
+                // `udp_client`, the only way to get here, needs the feature too.
+                #[cfg(not(feature = "udp"))]
+                true => Err(Error::InvalidInput("UDP clients need ustack's udp feature")),
             };
             if let Err(e) = r {
                 if let Role::Client(c) = &mut self.endpoints[ep].role {
@@ -388,6 +399,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Drives a UDP client's dial check.
+    #[cfg(feature = "udp")]
     pub(super) fn check_dial<D: Device>(
         &mut self,
         stack: &mut Stack<'_, D>,

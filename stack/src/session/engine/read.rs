@@ -370,6 +370,7 @@ impl Engine<'_> {
     }
 
     /// Takes datagrams one by one; each is one input pass with the sender as the peer.
+    #[cfg(feature = "udp")]
     pub(super) fn read_udp<D: Device>(&mut self, stack: &mut Stack<'_, D>, i: usize, now: Instant) {
         let Sock::Udp { h, connected } = self.slots[i].sock else {
             return;
@@ -447,6 +448,7 @@ impl Engine<'_> {
             } else if st.paused {
                 match st.sock {
                     Sock::Tcp(_) => self.read_tcp(stack, i, now),
+                    #[cfg(feature = "udp")]
                     Sock::Udp { .. } => self.read_udp(stack, i, now),
                 }
                 self.rearm(stack, i, now);
