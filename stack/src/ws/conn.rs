@@ -283,6 +283,10 @@ pub struct WsConn {
     close_sent: bool,
     close_received: bool,
     rng: KeyStream,
+    /// `KeyStream::mask_key` for a client, `None` for a server. Called through a pointer
+    /// that only [`client`](WsConn::client) creates, so firmware that runs only servers
+    /// (which never mask) does not link ChaCha8 (3 KB of Thumb code).
+    masks: Option<fn(&mut KeyStream) -> [u8; 4]>,
     #[cfg(feature = "alloc")]
     deflate: Option<(Deflate, DeflateParams)>,
     #[cfg(feature = "alloc")]
@@ -326,6 +330,39 @@ impl WsConn {
     /// A connection whose masking keys come from a ChaCha8 stream seeded with `seed`
     /// (RFC 6455 §10.3 wants them unpredictable: seed from the system's entropy).
     pub fn with_seed(role: Role, cfg: WsConfig, seed: [u8; 32]) -> Self {
+        match role {
+            Role::Server => Self::server(cfg),
+            Role::Client => Self::client(cfg, seed),
+        }
+    }
+
+    /// The server end: reads masked frames, writes unmasked ones, needs no randomness.
+    ///
+    /// ```
+    /// use ustack::ws::{conn::{WsConfig, WsConn}, Role};
+    /// assert_eq!(WsConn::server(WsConfig::default()).role(), Role::Server);
+    /// ```
+    pub fn server(cfg: WsConfig) -> Self {
+        Self::build(Role::Server, cfg, [0; 32], None)
+    }
+
+    /// The client end: every frame it writes is masked with the next key from a ChaCha8
+    /// stream seeded with `seed`.
+    ///
+    /// ```
+    /// use ustack::ws::{conn::{WsConfig, WsConn}, Role};
+    /// assert_eq!(WsConn::client(WsConfig::default(), [7; 32]).role(), Role::Client);
+    /// ```
+    pub fn client(cfg: WsConfig, seed: [u8; 32]) -> Self {
+        Self::build(Role::Client, cfg, seed, Some(KeyStream::mask_key))
+    }
+
+    fn build(
+        role: Role,
+        cfg: WsConfig,
+        seed: [u8; 32],
+        masks: Option<fn(&mut KeyStream) -> [u8; 4]>,
+    ) -> Self {
         WsConn {
             role,
             cfg,
@@ -335,6 +372,7 @@ impl WsConn {
             close_sent: false,
             close_received: false,
             rng: KeyStream::new(seed),
+            masks,
             #[cfg(feature = "alloc")]
             deflate: None,
             #[cfg(feature = "alloc")]
@@ -738,10 +776,7 @@ impl WsConn {
 
     /// A masking key for the next frame this side sends (`None` for a server).
     fn key(&mut self) -> Option<[u8; 4]> {
-        match self.role {
-            Role::Server => None,
-            Role::Client => Some(self.rng.mask_key()),
-        }
+        self.masks.map(|next| next(&mut self.rng))
     }
 
     /// Writes one frame: the header (with a fresh key in the client role) and the payload,

@@ -809,14 +809,28 @@ fn a_client_masks_every_frame_with_a_fresh_key_and_the_server_reads_them_back() 
 
 #[test]
 fn clients_with_different_seeds_use_different_keys() {
-    let key = |seed| {
-        let mut c = WsConn::with_seed(Role::Client, WsConfig::default(), seed);
+    let first_mask = |mut c: WsConn| {
         let mut wire = Vec::new();
         c.write_message(Message::Binary(b"x"), &mut wire).unwrap();
-        parse_frames(&wire)[0].0.mask.unwrap()
+        parse_frames(&wire)[0].0.mask
     };
+    let key = |seed| first_mask(WsConn::with_seed(Role::Client, WsConfig::default(), seed));
     assert_ne!(key([1; 32]), key([2; 32]));
     assert_eq!(key([1; 32]), key([1; 32]));
+    // The role-specific constructors are the same connections.
+    assert_eq!(
+        first_mask(WsConn::client(WsConfig::default(), [1; 32])),
+        key([1; 32])
+    );
+    assert_eq!(first_mask(WsConn::server(WsConfig::default())), None);
+    assert_eq!(
+        first_mask(WsConn::with_seed(
+            Role::Server,
+            WsConfig::default(),
+            [1; 32]
+        )),
+        None
+    );
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The random stream behind masking keys and handshake keys.
 //!
-//! ChaCha8's block function is about 2.6 KiB of Thumb code once unrolled, and every call
-//! site that inlines it pays that again. All randomness in `ws` goes through
-//! [`KeyStream::fill`], which is never inlined, so firmware carries one copy.
+//! ChaCha8's block function is about 3 KB of Thumb code once unrolled, and every call site
+//! that inlines it pays that again. All randomness in `ws` goes through
+//! [`KeyStream::fill`], which is never inlined, so firmware carries one copy; and only a
+//! client's path reaches it (a server never masks), so a server-only image carries none.
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -41,7 +41,6 @@ use super::handshake::{
     ServerConfig, Upgrade, UpgradeHooks,
 };
 use super::keys::KeyStream;
-use super::Role;
 use crate::session::codec::{Codec, Out};
 use crate::session::{
     decode_all, Ctx, EventListener, Framed, Framer, Input, Kind, Next, Protocol, Reject, Service,
@@ -307,7 +306,7 @@ impl<'a> Slot<'a> {
         Slot {
             id: 0,
             phase: Phase::Done,
-            conn: WsConn::new(Role::Server, WsConfig::default()),
+            conn: WsConn::server(WsConfig::default()),
             store,
             cron: None,
             peer_close: None,
@@ -416,19 +415,18 @@ impl<'a, L: WsListener> Core<'a, L> {
         }
     }
 
-    /// A new connection: fresh state, and the cron timer becomes the upgrade deadline.
-    fn begin(&mut self, s: &mut Ctx<'_>, role: Role) -> Result<&mut Slot<'a>, Reject> {
+    /// A new connection: `conn` (built by the caller, so that only a client's path
+    /// touches the key stream), and the cron timer becomes the upgrade deadline.
+    fn begin(&mut self, s: &mut Ctx<'_>, conn: WsConn) -> Result<&mut Slot<'a>, Reject> {
         let i = s
             .index()
             .ok_or(Reject("WebSocket sessions run on the stack thread"))?;
-        let mut seed = [0u8; 32];
-        self.rng.fill(&mut seed);
         let slot = self.slots.get(i).ok_or(Reject(
             "no WebSocket state for this session: give WsStorage one slot per engine session",
         ))?;
         slot.id = s.id().0;
         slot.phase = Phase::Upgrading { since: s.now() };
-        slot.conn = WsConn::with_seed(role, self.opts.ws, seed);
+        slot.conn = conn;
         slot.store.clear();
         slot.cron = s.limits().cron_period;
         slot.peer_close = None;
@@ -621,7 +619,7 @@ impl<'a, L: WsListener> Core<'a, L> {
         slot.phase = Phase::Done;
         *takeover -= usize::from(core::mem::take(&mut slot.takeover));
         // Compression windows and message buffers go with the session.
-        slot.conn = WsConn::new(Role::Server, WsConfig::default());
+        slot.conn = WsConn::server(WsConfig::default());
         slot.store.clear();
     }
 
@@ -789,7 +787,8 @@ impl<L: WsListener, H: UpgradeHooks> Protocol for WsServer<'_, L, H> {
     }
 
     fn open(&mut self, s: &mut Ctx<'_>) -> Result<(), Reject> {
-        self.core.begin(s, Role::Server).map(|_| ())
+        let conn = WsConn::server(self.core.opts.ws);
+        self.core.begin(s, conn).map(|_| ())
     }
 
     fn input(&mut self, s: &mut Ctx<'_>, buf: &mut [u8]) -> Result<Input, SessionError> {
@@ -941,7 +940,10 @@ impl<L: WsListener> Protocol for WsClient<'_, L> {
     fn open(&mut self, s: &mut Ctx<'_>) -> Result<(), Reject> {
         let mut resp = core::mem::take(&mut self.core.resp);
         resp.clear();
-        let slot = self.core.begin(s, Role::Client)?;
+        let mut seed = [0u8; 32];
+        self.core.rng.fill(&mut seed);
+        let conn = WsConn::client(self.core.opts.ws, seed);
+        let slot = self.core.begin(s, conn)?;
         let mut key = [0u8; 16];
         slot.conn.random(&mut key);
         slot.key = key;
