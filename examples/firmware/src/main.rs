@@ -25,7 +25,9 @@ use ustack::session::{
 use ustack::ws::conn::Message;
 use ustack::ws::handshake::{NoHooks, ServerConfig};
 use ustack::ws::{WsListener, WsOptions, WsServer, WsSession, WsSlotState};
-use ustack::{Config, Error, Stack, StaticStorage, TcpHandle, TcpListener, TcpOptions};
+use ustack::{
+    Config, Error, Event, Stack, StaticStorage, TcpHandle, TcpListener, TcpOptions, Token,
+};
 
 const IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 7, 0, 2), 24);
 
@@ -97,10 +99,9 @@ fn main() -> ! {
 
     loop {
         let now = clock.now();
-        // The engine polls the stack and takes every event; the echo's own sockets are few,
-        // so it checks them all each round instead of waiting for events.
-        engine.poll(&mut stack, now);
-        echo.sweep(&mut stack);
+        // The engine polls the stack and handles its sessions' events; the echo's own
+        // sockets' events come to the closure.
+        engine.poll_with(&mut stack, now, |stack, ev| echo.on_event(stack, ev));
     }
 }
 
@@ -247,17 +248,19 @@ impl Echo {
         })
     }
 
-    /// Accepts what is waiting and moves what every connection has to move.
-    fn sweep<D: Device>(&mut self, stack: &mut Stack<'_, D>) {
-        self.accept_all(stack);
-        let mut i = 0;
-        while i < self.conns.len() {
-            let h = self.conns[i];
-            if self.serve(stack, h) {
-                self.conns.swap_remove(i);
-            } else {
-                i += 1;
+    /// Handles one event about the echo's listener or connections (events are
+    /// edge-triggered: each one moves all it can).
+    fn on_event<D: Device>(&mut self, stack: &mut Stack<'_, D>, ev: Event) {
+        match ev.token {
+            Token::Listener(l) if l == self.listener => self.accept_all(stack),
+            Token::Tcp(h) => {
+                if let Some(i) = self.conns.iter().position(|&c| c == h) {
+                    if self.serve(stack, h) {
+                        self.conns.swap_remove(i);
+                    }
+                }
             }
+            _ => {}
         }
     }
 

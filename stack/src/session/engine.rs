@@ -226,14 +226,57 @@ impl<'a> Engine<'a> {
     /// Does all due work: polls the stack, handles its events, runs due timers, retries
     /// paused sessions and clients, then polls the stack again so replies leave at once.
     /// Returns whether anything happened.
+    ///
+    /// Events about sockets that are not this engine's are dropped; to serve such sockets
+    /// in the same loop, use [`poll_with`](Self::poll_with).
     pub fn poll<D: Device>(&mut self, stack: &mut Stack<'_, D>, now: Instant) -> bool {
+        self.poll_with(stack, now, |_, _| {})
+    }
+
+    /// [`poll`](Self::poll), handing every event that is not about one of this engine's
+    /// sockets to `other`: the way plain sockets (a listener of the caller's own, say) share
+    /// the loop with sessions. `other` runs before the engine's timers, and what it writes
+    /// leaves in the poll that ends this call.
+    ///
+    /// ```
+    /// # #[cfg(feature = "alloc")] {
+    /// use ustack::session::Engine;
+    /// use ustack::smoltcp::{phy::{Loopback, Medium}, time::Instant};
+    /// use ustack::{Config, Ready, Stack, Token};
+    ///
+    /// let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    /// let mut stack = Stack::new(config, Loopback::new(Medium::Ethernet), Instant::ZERO).unwrap();
+    /// let mut engine = Engine::new(&stack, Instant::ZERO);
+    /// let mine = stack.listen(7, 4).unwrap();
+    /// stack.connect("10.0.0.1:7".parse().unwrap()).unwrap();
+    /// let mut accepted = 0;
+    /// for ms in 0..20 {
+    ///     engine.poll_with(&mut stack, Instant::from_millis(ms), |stack, ev| {
+    ///         if ev.token == Token::Listener(mine) && ev.ready.contains(Ready::ACCEPTABLE) {
+    ///             while stack.accept(mine).is_ok() {
+    ///                 accepted += 1;
+    ///             }
+    ///         }
+    ///     });
+    /// }
+    /// assert_eq!(accepted, 1);
+    /// # }
+    /// ```
+    pub fn poll_with<D: Device>(
+        &mut self,
+        stack: &mut Stack<'_, D>,
+        now: Instant,
+        mut other: impl FnMut(&mut Stack<'_, D>, Event),
+    ) -> bool {
         let mut did = stack.poll(now);
         #[cfg(feature = "std")]
         {
             did |= self.run_commands(stack, now);
         }
         while let Some(ev) = stack.next_event() {
-            self.handle_event(stack, ev, now);
+            if !self.handle_event(stack, ev, now) {
+                other(stack, ev);
+            }
             did = true;
         }
         while let Some(i) = self.timers.pop_expired(now) {
