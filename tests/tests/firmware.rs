@@ -2,7 +2,9 @@
 //! LAN9118), reached from the Linux kernel over a TAP interface: TCP echo of 256 KiB, the
 //! length-prefixed session echo, and the WebSocket echo from tungstenite, all byte-exact;
 //! the kernel's ping; and, since the firmware is built without ustack's `udp` and `ipv6`
-//! features, a UDP datagram refused with ICMP protocol unreachable.
+//! features, a UDP datagram refused with ICMP protocol unreachable. Afterwards the stack
+//! high-water mark the firmware reports must lie inside the region it painted (the figure
+//! BENCHMARKS.md states).
 //!
 //! The test builds the firmware (its own Cargo workspace, target `thumbv7m-none-eabi`),
 //! creates a namespace holding the TAP and runs QEMU inside it, so the host side of the
@@ -123,6 +125,15 @@ fn udp_is_refused_by_the_tcp_only_build() {
     );
 }
 
+/// The largest `stack: N bytes used` the firmware printed.
+fn stack_high_water(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("stack: ")?.strip_suffix(" bytes used"))
+        .map(|n| n.parse::<usize>().expect("a stack report's byte count"))
+        .max()
+        .unwrap_or_else(|| panic!("no stack report in the firmware's output:\n{log}"))
+}
+
 #[test]
 fn firmware_on_qemu_serves_tcp_session_and_websocket_echo_and_refuses_udp_over_tap() {
     if !privileged() {
@@ -130,7 +141,7 @@ fn firmware_on_qemu_serves_tcp_session_and_websocket_echo_and_refuses_udp_over_t
     }
     let elf = qemu::build();
     let ns = NetNs::new();
-    let fw = Firmware::boot(&ns, &elf);
+    let mut fw = Firmware::boot(&ns, &elf);
     ns.run(|| {
         tcp_echo_256_kib();
         session_echo();
@@ -138,8 +149,17 @@ fn firmware_on_qemu_serves_tcp_session_and_websocket_echo_and_refuses_udp_over_t
         kernel_ping();
         udp_is_refused_by_the_tcp_only_build();
     });
+    // Two of the firmware's stack checks (every 250 ms) after the traffic.
+    fw.read_for(Duration::from_millis(600));
     let log = fw.stop();
     assert!(log.contains("echo: #1 from 10.7.0.1"), "{log}");
+    let stack = stack_high_water(&log);
+    // Below the 64 KiB the firmware paints, or the measurement ran off its end.
+    assert!(
+        stack > 0 && stack < 64 * 1024,
+        "stack high-water {stack}:\n{log}"
+    );
+    eprintln!("firmware stack high-water after the traffic: {stack} bytes");
     assert!(log.contains("ws: open from 10.7.0.1"), "{log}");
     assert!(
         !log.contains("PANIC") && !log.contains("HARDFAULT"),

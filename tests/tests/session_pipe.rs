@@ -99,64 +99,92 @@ fn run(
     false
 }
 
-#[test]
-fn length_prefixed_echo_round_trips_small_and_oversized_packages_in_order() {
+/// How a [`sender_echo`] run ended.
+struct EchoRun<'e, 'a> {
+    /// Every echo came back within the limit.
+    done: bool,
+    /// The simulated time it ended at (from zero).
+    now: Instant,
+    server: &'e Engine<'a>,
+    client: &'e Engine<'a>,
+    client_id: ustack::session::EndpointId,
+    server_log: Shared,
+    client_log: Shared,
+}
+
+/// An echo server (stack A, port 9000, accepted connections with `tcp`) and a [`Sender`]
+/// client (stack B) that sends packages of `sizes`; runs until every echo is back or
+/// `limit` passes, then hands the outcome to `check`.
+fn sender_echo<R>(
+    tcp: ustack::TcpOptions,
+    sizes: &[usize],
+    limit: Duration,
+    check: impl FnOnce(EchoRun<'_, '_>) -> R,
+) -> R {
     let link = PipeLink::<64, 1514>::new();
     let (da, db) = link.split();
     let (mut sa, mut sb) = (stack(da, 1), stack(db, 2));
     let mut now = Instant::ZERO;
     let (mut ea, mut eb) = (Engine::new(&sa, now), Engine::new(&sb, now));
-    let server_log = Shared::default();
-    let client_log = Shared::default();
-    ea.tcp_server(
-        &mut sa,
-        9000,
-        ServerOptions::default(),
-        Service::new(Lp::U32_BE, Echo(server_log.clone())),
-    )
-    .unwrap();
-    // 100 KiB is larger than the 64 KiB socket buffers: it is assembled in a pool buffer.
-    let sizes = vec![1, 0, 1000, 70_000, 3, 65_532, 100 * 1024, 5];
-    let client = eb
+    let (server_log, client_log) = (Shared::default(), Shared::default());
+    let opts = ServerOptions {
+        tcp,
+        ..ServerOptions::default()
+    };
+    let echo = Service::new(Lp::U32_BE, Echo(server_log.clone()));
+    ea.tcp_server(&mut sa, 9000, opts, echo).unwrap();
+    let sender = Sender {
+        log: client_log.clone(),
+        sizes: sizes.to_vec(),
+    };
+    let client_id = eb
         .tcp_client(
             "10.9.0.1:9000".parse().unwrap(),
             ClientOptions::default(),
-            Service::new(
-                Lp::U32_BE,
-                Sender {
-                    log: client_log.clone(),
-                    sizes: sizes.clone(),
-                },
-            ),
+            Service::new(Lp::U32_BE, sender),
             now,
         )
         .unwrap();
-    let ok = run(
+    let done = run(
         (&mut sa, &mut ea),
         (&mut sb, &mut eb),
         &mut now,
-        Duration::from_secs(20),
+        limit,
         || client_log.borrow().msgs.len() == sizes.len(),
     );
-    assert!(
-        ok,
-        "echoes: {:?}",
-        client_log
-            .borrow()
-            .msgs
-            .iter()
-            .map(Vec::len)
-            .collect::<Vec<_>>()
-    );
-    let got = client_log.borrow();
-    for (k, (m, &n)) in got.msgs.iter().zip(&sizes).enumerate() {
-        let want: Vec<u8> = (0..n).map(|i| (i * 7 + k) as u8).collect();
-        assert_eq!(m, &want, "message {k}");
-    }
-    assert_eq!(eb.sessions(client), 1);
-    assert_eq!(ea.held_bytes(), 0, "no session holds a buffer once idle");
-    assert_eq!(eb.held_bytes(), 0);
-    assert_eq!(server_log.borrow().events, vec!["open 1".to_string()]);
+    check(EchoRun {
+        done,
+        now,
+        server: &ea,
+        client: &eb,
+        client_id,
+        server_log,
+        client_log,
+    })
+}
+
+#[test]
+fn length_prefixed_echo_round_trips_small_and_oversized_packages_in_order() {
+    // 100 KiB is larger than the 64 KiB socket buffers: it is assembled in a pool buffer.
+    let sizes = [1, 0, 1000, 70_000, 3, 65_532, 100 * 1024, 5];
+    let tcp = ServerOptions::default().tcp;
+    sender_echo(tcp, &sizes, Duration::from_secs(20), |r| {
+        let got = r.client_log.borrow();
+        let lens: Vec<usize> = got.msgs.iter().map(Vec::len).collect();
+        assert!(r.done, "echoes: {lens:?}");
+        for (k, (m, &n)) in got.msgs.iter().zip(&sizes).enumerate() {
+            let want: Vec<u8> = (0..n).map(|i| (i * 7 + k) as u8).collect();
+            assert_eq!(m, &want, "message {k}");
+        }
+        assert_eq!(r.client.sessions(r.client_id), 1);
+        assert_eq!(
+            r.server.held_bytes(),
+            0,
+            "no session holds a buffer once idle"
+        );
+        assert_eq!(r.client.held_bytes(), 0);
+        assert_eq!(r.server_log.borrow().events, vec!["open 1".to_string()]);
+    });
 }
 
 /// Records every package and every callback with the time it ran.
@@ -953,5 +981,36 @@ fn a_line_longer_than_half_the_receive_buffer_is_assembled_whatever_the_chunking
         assert_eq!(got.events, Vec::<String>::new(), "chunks of {chunk}");
         assert_eq!(got.msgs.len(), 3, "chunks of {chunk}");
         assert!(got.msgs[0] == b"short" && got.msgs[1] == long && got.msgs[2] == b"last");
+    }
+}
+
+/// Milliseconds of simulated time until a client's `size`-byte package comes back from an
+/// echo server with `tcp` options (handshake included).
+fn echo_time(tcp: ustack::TcpOptions, size: usize) -> u64 {
+    sender_echo(tcp, &[size], Duration::from_secs(2), |r| {
+        assert!(r.done, "no echo of {size} bytes in 2 s");
+        r.now.total_millis() as u64
+    })
+}
+
+/// A 1,500-byte package comes back as one full segment and a short one. With Nagle the
+/// short one waits until the full one is acknowledged, and the client delays that ACK
+/// (smoltcp: 10 ms; Linux: up to 40 ms). Sessions turn Nagle off by default, so the reply
+/// takes no longer than a one-segment one. The clock is simulated, so the times are exact.
+#[test]
+fn replies_do_not_wait_for_delayed_acks_with_the_default_options() {
+    let default = ServerOptions::default().tcp;
+    let nagle = ustack::TcpOptions {
+        nodelay: false,
+        ..default
+    };
+    let one_segment = echo_time(default, 100);
+    for size in [1500, 2000] {
+        assert_eq!(echo_time(default, size), one_segment, "{size} bytes");
+        let held = echo_time(nagle, size);
+        assert!(
+            held >= one_segment + 10,
+            "{size} bytes with Nagle: {held} ms; the test no longer sees the delayed ACK"
+        );
     }
 }

@@ -9,7 +9,7 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m::peripheral::SYST;
 use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hprintln};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use ustack_drivers::lan9118::{Lan9118, Mmio};
 
 /// The LAN9118's register window on mps2-an385 (QEMU hw/arm/mps2.c).
@@ -52,6 +52,84 @@ impl Clock {
         self.millis += u64::from(m.wrapping_sub(self.last));
         self.last = m;
         Instant::from_millis(i64::try_from(self.millis).unwrap_or(i64::MAX))
+    }
+}
+
+/// How much of the stack below `main`'s frame is painted to measure stack use.
+const STACK_PAINT: usize = 64 * 1024;
+const PAINT: u32 = 0x5a5a_5a5a;
+/// How often [`StackWatch::report`] looks.
+const STACK_REPORT: Duration = Duration::from_millis(250);
+
+/// The main stack's high-water mark. The stack region below the caller's frame is painted at
+/// startup; later, whatever is no longer paint has been used (by calls or by interrupt
+/// frames). `.bss` states the rest of RAM, so this completes the RAM figure.
+pub struct StackWatch {
+    low: usize,
+    words: usize,
+    top: usize,
+    reported: usize,
+    next_check: Instant,
+}
+
+extern "C" {
+    /// The stack's top (cortex-m-rt's link.x: the end of RAM).
+    static _stack_start: u32;
+    /// The end of `.bss`: the stack may never reach below it.
+    static __ebss: u32;
+}
+
+impl StackWatch {
+    /// Paints up to [`STACK_PAINT`] bytes below the current stack pointer (keeping clear of
+    /// this call's own frame and of `.bss`).
+    pub fn paint() -> Self {
+        // Only the symbols' addresses are taken, never their contents.
+        let top = core::ptr::addr_of!(_stack_start) as usize;
+        let ebss = core::ptr::addr_of!(__ebss) as usize;
+        let sp = cortex_m::register::msp::read() as usize;
+        let high = sp.saturating_sub(256) & !3;
+        let low = high.saturating_sub(STACK_PAINT).max((ebss + 3) & !3);
+        let words = high.saturating_sub(low) / 4;
+        for i in 0..words {
+            // SAFETY: [low, high) lies between the end of .bss and the live stack, in RAM
+            // no Rust object occupies; the stack grows into it only later.
+            unsafe { core::ptr::write_volatile((low as *mut u32).add(i), PAINT) };
+        }
+        StackWatch {
+            low,
+            words,
+            top,
+            reported: 0,
+            next_check: Instant::ZERO,
+        }
+    }
+
+    /// Every 250 ms, prints `stack: N bytes used` if the high-water mark grew.
+    pub fn report(&mut self, now: Instant) {
+        if now < self.next_check {
+            return;
+        }
+        self.next_check = now + STACK_REPORT;
+        if let Some(used) = self.grew() {
+            hprintln!("stack: {} bytes used", used);
+        }
+    }
+
+    /// Bytes of stack used since boot, when more than last time this returned.
+    fn grew(&mut self) -> Option<usize> {
+        let untouched = (0..self.words)
+            // SAFETY: the painted region, read word by word; the stack may write it
+            // concurrently only from this same thread or an interrupt, which volatile reads
+            // tolerate (a stale word just reads as used).
+            .take_while(
+                |&i| unsafe { core::ptr::read_volatile((self.low as *const u32).add(i)) } == PAINT,
+            )
+            .count();
+        let used = self.top - (self.low + 4 * untouched);
+        (used > self.reported).then(|| {
+            self.reported = used;
+            used
+        })
     }
 }
 

@@ -25,9 +25,7 @@ use ustack::session::{
 use ustack::ws::conn::Message;
 use ustack::ws::handshake::{NoHooks, ServerConfig};
 use ustack::ws::{WsListener, WsOptions, WsServer, WsSession, WsSlotState};
-use ustack::{
-    Config, Error, Event, Stack, StaticStorage, TcpHandle, TcpListener, TcpOptions, Token,
-};
+use ustack::{Config, Error, Event, Stack, StaticStorage, TcpHandle, TcpListener, Token};
 
 const IPV4: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 7, 0, 2), 24);
 
@@ -60,6 +58,7 @@ const WS_FRAGMENTS: usize = 2048;
 
 #[entry]
 fn main() -> ! {
+    let mut stack_watch = board::StackWatch::paint();
     let (mut clock, device) = board::init("ustack-firmware");
 
     let Some(storage) =
@@ -99,6 +98,7 @@ fn main() -> ! {
 
     loop {
         let now = clock.now();
+        stack_watch.report(now);
         // The engine polls the stack and handles its sessions' events; the echo's own
         // sockets' events come to the closure.
         engine.poll_with(&mut stack, now, |stack, ev| echo.on_event(stack, ev));
@@ -144,12 +144,7 @@ fn sessions<D: Device>(stack: &mut Stack<'static, D>, now: Instant) -> Engine<'s
     let opts = ServerOptions {
         backlog: BACKLOG,
         limits,
-        // Replies go out whole at once: with Nagle, a reply's last partial segment waits
-        // for the ACK of the one before, which the peer delays (40 ms on Linux).
-        tcp: TcpOptions {
-            nodelay: true,
-            ..TcpOptions::default()
-        },
+        // The default TCP options: no Nagle, so replies leave whole at once.
         ..ServerOptions::default()
     };
 
@@ -174,8 +169,8 @@ fn sessions<D: Device>(stack: &mut Stack<'static, D>, now: Instant) -> Engine<'s
         panic!("WebSocket slots taken twice");
     };
     let ws_opts = WsOptions {
-        // No RNG on this board: a fixed seed. Server frames are not masked, so this only
-        // feeds handshake bookkeeping; a real product seeds it per boot.
+        // A server never masks and takes nothing from this stream; a client would need a
+        // per-boot seed (a hardware RNG, or a unique ID and a boot counter).
         seed: [0x5a; 32],
         ..WsOptions::default()
     };

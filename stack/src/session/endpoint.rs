@@ -40,10 +40,29 @@ pub struct ServerOptions {
     pub max_sessions: usize,
     /// What happens beyond the limits.
     pub when_full: WhenFull,
-    /// Socket options of accepted connections.
+    /// Socket options of accepted connections; the default is [`TcpOptions::default`] with
+    /// `nodelay` (see [`session_tcp`]).
     pub tcp: TcpOptions,
     /// Timers and limits every new session starts with.
     pub limits: Limits,
+}
+
+/// The TCP options sessions start with: the stack's defaults without Nagle. Sessions
+/// exchange messages and answer each other, and with Nagle a reply's last partial segment
+/// waits for the peer's delayed ACK (40 ms on Linux) before it leaves. Getty and Go's `net`
+/// turn Nagle off for the same reason.
+///
+/// ```
+/// let tcp = ustack::session::session_tcp();
+/// assert!(tcp.nodelay);
+/// assert_eq!(ustack::session::ServerOptions::default().tcp, tcp);
+/// assert_eq!(ustack::session::ClientOptions::default().tcp, tcp);
+/// ```
+pub fn session_tcp() -> TcpOptions {
+    TcpOptions {
+        nodelay: true,
+        ..TcpOptions::default()
+    }
 }
 
 impl Default for ServerOptions {
@@ -52,7 +71,7 @@ impl Default for ServerOptions {
             backlog: 64,
             max_sessions: usize::MAX,
             when_full: WhenFull::Wait,
-            tcp: TcpOptions::default(),
+            tcp: session_tcp(),
             limits: Limits::default(),
         }
     }
@@ -92,7 +111,7 @@ pub struct ClientOptions {
     /// The UDP client's dial check (feature `udp`).
     #[cfg(feature = "udp")]
     pub dial: DialOptions,
-    /// Socket options of the connections.
+    /// Socket options of the connections; the default is [`session_tcp`].
     pub tcp: TcpOptions,
     /// Timers and limits every new session starts with.
     pub limits: Limits,
@@ -107,7 +126,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(5),
             #[cfg(feature = "udp")]
             dial: DialOptions::default(),
-            tcp: TcpOptions::default(),
+            tcp: session_tcp(),
             limits: Limits::default(),
         }
     }

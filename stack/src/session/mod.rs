@@ -40,8 +40,8 @@ pub mod timer;
 pub use ctx::{Ctx, Session};
 pub(crate) use ctx::{Framed, Framer};
 pub use endpoint::{
-    Backoff, ClientOptions, EndpointId, EndpointStatus, ProtocolRef, ServerOptions, WhenFull,
-    MAX_ENDPOINTS,
+    session_tcp, Backoff, ClientOptions, EndpointId, EndpointStatus, ProtocolRef, ServerOptions,
+    WhenFull, MAX_ENDPOINTS,
 };
 pub use engine::{Engine, EngineStats, EngineStorage, DEFAULT_DRAIN_TIMEOUT, DEFAULT_POOL_BYTES};
 pub use error::{Reject, SessionError};

@@ -115,19 +115,34 @@ impl<'a> Firmware<'a> {
         fw.lines = rx;
         let deadline = Instant::now() + BOOT_TIMEOUT;
         while !fw.log.contains(READY) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match fw.lines.recv_timeout(left) {
-                Ok(line) => {
-                    fw.log.push_str(&line);
-                    fw.log.push('\n');
-                }
-                Err(_) => panic!(
+            if !fw.read_until(deadline) {
+                panic!(
                     "the firmware did not report `{READY}` within {BOOT_TIMEOUT:?}; its output:\n{}",
                     fw.log
-                ),
+                );
             }
         }
         fw
+    }
+
+    /// Adds everything the firmware prints for the next `d` to the log (for output it
+    /// prints periodically, like its stack report every 250 ms).
+    pub fn read_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while self.read_until(deadline) {}
+    }
+
+    /// Adds one line to the log; false if none came before `deadline`.
+    fn read_until(&mut self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => {
+                self.log.push_str(&line);
+                self.log.push('\n');
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Kills QEMU and returns everything the firmware printed.

@@ -15,10 +15,13 @@ use smoltcp::phy::{Device, RxToken, TxToken};
 
 #[entry]
 fn main() -> ! {
+    // The same instrumentation as the firmware, so that the size difference leaves it out.
+    let mut stack_watch = board::StackWatch::paint();
     let (mut clock, mut device) = board::init("baseline");
     hprintln!("baseline: reflecting frames");
     loop {
         let now = clock.now();
+        stack_watch.report(now);
         if let Some((rx, tx)) = device.receive(now) {
             rx.consume(|frame| tx.consume(frame.len(), |out| out.copy_from_slice(frame)));
         }
