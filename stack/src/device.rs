@@ -18,12 +18,15 @@ use crate::ingress::Unreachable;
 use crate::ingress::{classify_with, outgoing_syn_port, Facts, TcpInfo, Verdict};
 use crate::slot::Slot;
 use crate::stats::Stats;
+use crate::synhold::{HeldSyn, SynHold};
 #[cfg(feature = "udp")]
 use crate::udp::{foreign_to_connected, icmp_target};
 
 /// Listeners a stack can have at once.
 pub const MAX_LISTENERS: usize = 16;
-/// SYN frames that can wait for backlog room at once.
+/// SYN frames that can wait for backlog room at once in a stack from
+/// [`Stack::new`](crate::Stack::new); with caller storage, as many as
+/// [`Storage::syn_hold`](crate::Storage::syn_hold) has room for.
 pub const SYN_STASH_FRAMES: usize = 64;
 /// Largest SYN frame that can wait; bigger ones (SYN with data) are reset when the backlog is full.
 pub const SYN_STASH_FRAME_LEN: usize = 128;
@@ -39,12 +42,6 @@ const MAX_ADDRS: usize = 8;
 pub(crate) struct Budget {
     pub port: u16,
     pub armed: u16,
-}
-
-pub(crate) struct Held {
-    since: Instant,
-    port: u16,
-    frame: Vec<u8, SYN_STASH_FRAME_LEN>,
 }
 
 /// A reset seen on the wire, addressed to one of our ports.
@@ -65,10 +62,10 @@ pub(crate) struct IcmpHit {
 
 /// Ingress state that survives between polls.
 #[derive(Default)]
-pub(crate) struct IngressState {
+pub(crate) struct IngressState<'a> {
     pub stats: Stats,
     pub budgets: Vec<Budget, MAX_LISTENERS>,
-    stash: Deque<Held, SYN_STASH_FRAMES>,
+    stash: SynHold<'a>,
     resets: Deque<RstSeen, RST_MEMORY>,
     pub syn_hold: Duration,
     /// Connected UDP sockets; while 0, UDP frames skip the connected-socket checks.
@@ -93,11 +90,12 @@ fn to_our_mac(frame: &[u8], mac: &[u8; 6]) -> bool {
     frame.get(..6) == Some(&mac[..]) || frame.first().is_some_and(|b| b & GROUP_BIT != 0)
 }
 
-impl IngressState {
-    pub(crate) fn new(syn_hold: Duration, mac: [u8; 6]) -> Self {
+impl<'a> IngressState<'a> {
+    pub(crate) fn new(syn_hold: Duration, mac: [u8; 6], stash: SynHold<'a>) -> Self {
         IngressState {
             syn_hold,
             mac,
+            stash,
             addrs_stale: true,
             ..Default::default()
         }
@@ -139,7 +137,7 @@ impl IngressState {
     }
 
     /// A held SYN that may go to smoltcp now: its port has room, or it waited long enough.
-    fn release(&mut self, now: Instant) -> Option<Held> {
+    fn release(&mut self, now: Instant) -> Option<HeldSyn> {
         let hold = self.syn_hold;
         let idx = self.stash.iter().position(|h| {
             now >= h.since + hold || self.budgets.iter().any(|b| b.port == h.port && b.armed > 0)
@@ -232,7 +230,7 @@ impl IngressState {
         let port = b.port;
         if !replay && hold > Duration::ZERO && !self.stash.is_full() {
             if let Ok(frame) = Vec::from_slice(frame) {
-                let _ = self.stash.push_back(Held {
+                let _ = self.stash.push_back(HeldSyn {
                     since: cx.now,
                     port,
                     frame,
@@ -261,9 +259,9 @@ pub(crate) struct Ctx<'a> {
 }
 
 /// Wraps the user's device for the duration of one poll.
-pub(crate) struct Wrapped<'s, D> {
+pub(crate) struct Wrapped<'s, 'a, D> {
     inner: &'s mut D,
-    state: &'s mut IngressState,
+    state: &'s mut IngressState<'a>,
     tx: &'s TxCount,
     now: Instant,
     slots: &'s [Slot],
@@ -271,10 +269,10 @@ pub(crate) struct Wrapped<'s, D> {
     caps: Caps,
 }
 
-impl<'s, D: Device> Wrapped<'s, D> {
+impl<'s, 'a, D: Device> Wrapped<'s, 'a, D> {
     pub(crate) fn new(
         inner: &'s mut D,
-        state: &'s mut IngressState,
+        state: &'s mut IngressState<'a>,
         tx: &'s TxCount,
         slots: &'s [Slot],
         now: Instant,
@@ -295,9 +293,9 @@ impl<'s, D: Device> Wrapped<'s, D> {
     }
 }
 
-impl<D: Device> Device for Wrapped<'_, D> {
+impl<'s, D: Device> Device for Wrapped<'_, 's, D> {
     type RxToken<'a>
-        = Rx<'a, D::RxToken<'a>>
+        = Rx<'a, 's, D::RxToken<'a>>
     where
         Self: 'a;
     type TxToken<'a>
@@ -437,20 +435,20 @@ impl TxCount {
     }
 }
 
-pub(crate) enum Rx<'a, T> {
+pub(crate) enum Rx<'a, 's, T> {
     Device {
         inner: T,
-        state: &'a mut IngressState,
+        state: &'a mut IngressState<'s>,
         cx: Ctx<'a>,
     },
     Held {
-        held: Held,
-        state: &'a mut IngressState,
+        held: HeldSyn,
+        state: &'a mut IngressState<'s>,
         cx: Ctx<'a>,
     },
 }
 
-impl<T: phy::RxToken> phy::RxToken for Rx<'_, T> {
+impl<T: phy::RxToken> phy::RxToken for Rx<'_, '_, T> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         match self {
             Rx::Device { inner, state, cx } => inner.consume(|buf| {

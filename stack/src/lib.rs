@@ -30,6 +30,7 @@ pub mod session;
 mod slot;
 mod stack;
 mod stats;
+mod synhold;
 mod tcp;
 #[cfg(feature = "udp")]
 mod udp;
@@ -50,6 +51,7 @@ pub use ready::ReadyCell;
 pub use slot::{Slot, StaticStorage, Storage};
 pub use stack::Stack;
 pub use stats::{DropReason, Stats};
+pub use synhold::HeldSyn;
 pub use tcp::MAX_BACKLOG;
 #[cfg(feature = "udp")]
 pub use udp::{DialOptions, DialStatus, UdpDial, UdpMeta};

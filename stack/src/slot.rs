@@ -6,6 +6,7 @@ use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::error::Error;
 use crate::ready::ReadyCell;
+use crate::synhold::HeldSyn;
 
 pub(crate) const NONE: u16 = u16::MAX;
 
@@ -103,9 +104,9 @@ impl Default for Slot {
 
 /// Caller-provided storage for a stack without a heap.
 ///
-/// All three slices must have the same length `n`; the stack then holds up to `n - 1`
-/// sockets (one readiness cell heads the ready list). Sockets themselves are added with
-/// [`Stack::add_tcp_socket`](crate::Stack::add_tcp_socket) and
+/// `sockets`, `slots` and `cells` must have the same length `n`; the stack then holds up to
+/// `n - 1` sockets (one readiness cell heads the ready list). Sockets themselves are added
+/// with [`Stack::add_tcp_socket`](crate::Stack::add_tcp_socket) and
 /// [`Stack::add_udp_socket`](crate::Stack::add_udp_socket), with buffers the caller owns.
 pub struct Storage<'a> {
     /// smoltcp's socket table.
@@ -114,20 +115,25 @@ pub struct Storage<'a> {
     pub slots: &'a mut [Slot],
     /// Readiness cells, woken by smoltcp.
     pub cells: &'a [ReadyCell],
+    /// Room for SYNs that wait while their listener's backlog is full
+    /// ([`Config::syn_hold`](crate::Config::syn_hold)), any length: a SYN that finds it
+    /// full is reset at once. About 140 bytes each.
+    pub syn_hold: &'a mut [HeldSyn],
 }
 
-/// Fixed storage for `N - 1` sockets, for `static` placement on firmware.
+/// Fixed storage for `N - 1` sockets and `N` held SYNs, for `static` placement on firmware.
 ///
 /// ```
 /// use ustack::StaticStorage;
 /// let mut storage: StaticStorage<'_, 9> = StaticStorage::new();
 /// let s = storage.storage();
-/// assert_eq!(s.slots.len(), 9);
+/// assert_eq!((s.slots.len(), s.syn_hold.len()), (9, 9));
 /// ```
 pub struct StaticStorage<'a, const N: usize> {
     sockets: [SocketStorage<'a>; N],
     slots: [Slot; N],
     cells: [ReadyCell; N],
+    syn_hold: [HeldSyn; N],
 }
 
 impl<'a, const N: usize> StaticStorage<'a, N> {
@@ -137,6 +143,7 @@ impl<'a, const N: usize> StaticStorage<'a, N> {
             sockets: [SocketStorage::EMPTY; N],
             slots: [Slot::EMPTY; N],
             cells: [ReadyCell::NEW; N],
+            syn_hold: [HeldSyn::EMPTY; N],
         }
     }
 
@@ -146,6 +153,7 @@ impl<'a, const N: usize> StaticStorage<'a, N> {
             sockets: &mut self.sockets,
             slots: &mut self.slots,
             cells: &self.cells,
+            syn_hold: &mut self.syn_hold,
         }
     }
 }

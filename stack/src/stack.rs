@@ -17,6 +17,7 @@ use crate::event::{Event, Ready, TcpHandle, TcpListener, Token};
 use crate::ready::{ReadyTable, RECV, SEND};
 use crate::slot::{Cells, EventQueue, FreeList, Role, Slot, Slots, Storage, Table};
 use crate::stats::Stats;
+use crate::synhold::SynHold;
 use crate::tcp::Listener;
 
 /// A userspace TCP/IP stack: one smoltcp interface, its sockets, and the device under it.
@@ -44,7 +45,7 @@ pub struct Stack<'a, D: Device> {
     pub(crate) slots: Slots<'a>,
     cells: Cells<'a>,
     pub(crate) listeners: [Option<Listener>; MAX_LISTENERS],
-    pub(crate) ingress: IngressState,
+    pub(crate) ingress: IngressState<'a>,
     pub(crate) txc: TxCount,
     pub(crate) config: Config,
     pub(crate) empty: FreeList,
@@ -58,6 +59,16 @@ pub struct Stack<'a, D: Device> {
     pub(crate) owned: bool,
     /// Called on the device when a poll ends; see [`Stack::set_flush`].
     flush: Option<fn(&mut D)>,
+}
+
+/// The stack's per-socket tables and SYN hold: lent by the caller or allocated.
+struct Tables<'a> {
+    sockets: SocketSet<'a>,
+    slots: Slots<'a>,
+    cells: Cells<'a>,
+    stash: SynHold<'a>,
+    /// Allocated by the stack, which may then add sockets itself.
+    owned: bool,
 }
 
 impl<'a, D: Device> Stack<'a, D> {
@@ -74,15 +85,15 @@ impl<'a, D: Device> Stack<'a, D> {
         let cells: alloc::sync::Arc<[crate::ready::ReadyCell]> =
             (0..n).map(|_| crate::ready::ReadyCell::NEW).collect();
         let slots = alloc::vec![Slot::EMPTY; n];
-        Self::build(
-            config,
-            device,
-            SocketSet::new(Vec::new()),
-            Table::Owned(slots),
-            Cells::Owned(cells),
-            true,
-            now,
-        )
+        let syns = alloc::vec![crate::HeldSyn::EMPTY; crate::SYN_STASH_FRAMES];
+        let tables = Tables {
+            sockets: SocketSet::new(Vec::new()),
+            slots: Table::Owned(slots),
+            cells: Cells::Owned(cells),
+            stash: SynHold::new(Table::Owned(syns)),
+            owned: true,
+        };
+        Self::build(config, device, tables, now)
     }
 
     /// A stack over caller-provided storage: no heap needed. See [`Storage`].
@@ -105,26 +116,24 @@ impl<'a, D: Device> Stack<'a, D> {
             *s = Slot::EMPTY;
         }
         let sockets = SocketSet::new(storage.sockets);
-        Self::build(
-            config,
-            device,
+        let tables = Tables {
             sockets,
-            Table::Borrowed(storage.slots),
-            Cells::Borrowed(storage.cells),
-            false,
-            now,
-        )
+            slots: Table::Borrowed(storage.slots),
+            cells: Cells::Borrowed(storage.cells),
+            stash: SynHold::new(Table::Borrowed(storage.syn_hold)),
+            owned: false,
+        };
+        Self::build(config, device, tables, now)
     }
 
-    fn build(
-        config: Config,
-        mut device: D,
-        sockets: SocketSet<'a>,
-        slots: Slots<'a>,
-        cells: Cells<'a>,
-        owned: bool,
-        now: Instant,
-    ) -> Result<Self> {
+    fn build(config: Config, mut device: D, tables: Tables<'a>, now: Instant) -> Result<Self> {
+        let Tables {
+            sockets,
+            slots,
+            cells,
+            stash,
+            owned,
+        } = tables;
         if !config.mac.is_unicast() {
             return Err(Error::InvalidInput(
                 "the MAC address must be unicast (first octet even)",
@@ -134,7 +143,7 @@ impl<'a, D: Device> Stack<'a, D> {
             return Err(Error::InvalidInput("ustack drives Ethernet devices only"));
         }
         ReadyTable::init(&cells);
-        let mut ingress = IngressState::new(config.syn_hold, config.mac.0);
+        let mut ingress = IngressState::new(config.syn_hold, config.mac.0, stash);
         ingress.max_rx_frame = config.max_rx_frame;
         let txc = TxCount::default();
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(config.mac));

@@ -255,6 +255,58 @@ fn caller_storage_without_heap_sockets_works_and_runs_out_cleanly() {
     assert_eq!(s.add_tcp_socket(rx, tx), Err(Error::NoBufferSpace));
 }
 
+/// A stack over caller storage with 7 sockets lent and `syn_room` held SYNs.
+fn storage_stack(syn_room: usize) -> Stack<'static, Loopback> {
+    let storage: &'static mut crate::StaticStorage<'static, 8> =
+        Box::leak(Box::new(crate::StaticStorage::new()));
+    let mut parts = storage.storage();
+    parts.syn_hold = Box::leak(vec![crate::HeldSyn::EMPTY; syn_room].into_boxed_slice());
+    let config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
+    let mut s = Stack::with_storage(
+        config,
+        Loopback::new(Medium::Ethernet),
+        parts,
+        Instant::ZERO,
+    )
+    .unwrap();
+    for _ in 0..7 {
+        let rx: &'static mut [u8] = Box::leak(vec![0u8; 2048].into_boxed_slice());
+        let tx: &'static mut [u8] = Box::leak(vec![0u8; 2048].into_boxed_slice());
+        s.add_tcp_socket(rx, tx).unwrap();
+    }
+    s
+}
+
+#[test]
+fn the_syn_hold_has_the_room_the_caller_lends_and_no_more() {
+    for room in [0, 2] {
+        let mut s = storage_stack(room);
+        let mut t = Instant::ZERO;
+        let l = s.listen(7, 1).unwrap();
+        let conns: Vec<_> = (0..3).map(|_| s.connect(ep(7)).unwrap()).collect();
+        run_until(&mut s, &mut t, |s| {
+            while s.accept(l).is_ok() {}
+            conns.iter().all(|&c| s.tcp_connected(c) != Ok(false))
+        });
+        let connected = conns
+            .iter()
+            .filter(|&&c| s.tcp_connected(c) == Ok(true))
+            .count();
+        let st = s.stats();
+        if room == 0 {
+            // The backlog takes one; with no room to wait, the other two are reset at once.
+            assert_eq!(connected, 1, "{st:?}");
+            assert_eq!(st.tcp_syn_deferred, 0, "{st:?}");
+            assert!(st.tcp_syn_backlog_full >= 2, "{st:?}");
+        } else {
+            // Both wait in the lent room until accepting re-arms the listener.
+            assert_eq!(connected, 3, "{st:?}");
+            assert!(st.tcp_syn_deferred >= 2, "{st:?}");
+            assert_eq!(st.tcp_syn_backlog_full, 0, "{st:?}");
+        }
+    }
+}
+
 #[test]
 fn closed_connections_are_recycled_so_a_small_table_serves_many() {
     let mut config = Config::new([2, 0, 0, 0, 0, 1], "10.0.0.1/24".parse().unwrap());
