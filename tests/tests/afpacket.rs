@@ -13,11 +13,9 @@ mod support;
 #[path = "afpacket/topo.rs"]
 mod topo;
 
-use std::net::TcpStream;
-
 use clients::{client_data, tcp_clients, udp_echo, TIMEOUT};
 use server::{EchoThread, Served};
-use support::echo_through;
+use support::echo_connect;
 use topo::{config, echo_addr, Link};
 use ustack_drivers::{AfPacketStats, IoMode, RingConfig};
 use ustack_tests::{privileged, random_bytes};
@@ -45,11 +43,7 @@ fn tcp_echo(mode: IoMode) -> AfPacketStats {
     let config = config(&dev);
     let server = EchoThread::start(dev, config);
     let data = random_bytes(0xaf, TCP_BYTES);
-    let echoed = link.peer.run(|| {
-        let s = TcpStream::connect_timeout(&echo_addr(), TIMEOUT)?;
-        s.set_read_timeout(Some(TIMEOUT))?;
-        echo_through(s, &data)
-    });
+    let echoed = link.peer.run(|| echo_connect(echo_addr(), &data, TIMEOUT));
     // read_to_end fails on a reset, so Ok means ustack closed with a FIN.
     let echoed = echoed.expect("TCP echo exchange (a reset fails here)");
     assert_eq!(echoed.len(), data.len(), "echoed length");

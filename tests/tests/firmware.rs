@@ -12,14 +12,16 @@
 
 #[path = "firmware/qemu.rs"]
 mod qemu;
+mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use ustack_tests::{privileged, random_bytes, NetNs, STACK_IP};
 
 use qemu::Firmware;
+use support::{echo_addr, echo_connect};
 
 /// Every client read or write gives up after this; the whole test stays bounded.
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,17 +38,7 @@ fn connect(port: u16) -> TcpStream {
 /// 256 KiB through the echo on port 7, written while a second thread reads it back.
 fn tcp_echo_256_kib() {
     let data = random_bytes(9, 256 * 1024);
-    let mut s = connect(7);
-    let mut reader = s.try_clone().unwrap();
-    let got = std::thread::scope(|scope| {
-        let rx = scope.spawn(move || {
-            let mut got = Vec::new();
-            reader.read_to_end(&mut got).map(|_| got)
-        });
-        s.write_all(&data).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        rx.join().unwrap().expect("reading the echo")
-    });
+    let got = echo_connect(echo_addr(), &data, IO_TIMEOUT).expect("the TCP echo");
     assert_eq!(got.len(), data.len());
     assert!(got == data, "the TCP echo differs");
 }

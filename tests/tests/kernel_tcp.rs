@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use support::{assert_clean_close, echo_addr, echo_through, EchoServer};
+use support::{assert_clean_close, echo_addr, echo_connect, EchoServer};
 use ustack::runtime::{PollMode, SharedStack};
 use ustack::Stack;
 use ustack_drivers::PcapRecorder;
@@ -24,11 +24,7 @@ fn kernel_client_echoes_8_mib_and_both_sides_close_with_fin() {
     let recorder = PcapRecorder::new(link.take_device(), Vec::new()).unwrap();
     let server = EchoServer::start(recorder, 8);
     let data = random_bytes(1, 8 * 1024 * 1024);
-    let echoed = link.ns.run(|| {
-        let s = TcpStream::connect_timeout(&echo_addr(), TIMEOUT).expect("connect to ustack echo");
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        echo_through(s, &data)
-    });
+    let echoed = link.ns.run(|| echo_connect(echo_addr(), &data, TIMEOUT));
     let echoed = echoed.expect("echo exchange");
     assert_eq!(echoed.len(), data.len());
     assert!(echoed == data, "echoed bytes differ from what was sent");
@@ -59,9 +55,7 @@ fn sixty_four_concurrent_clients_with_backlog_eight_are_all_served() {
                 std::thread::spawn(move || {
                     let data = random_bytes(100 + i as u64, 4096 + i);
                     barrier.wait();
-                    let s = TcpStream::connect_timeout(&echo_addr(), TIMEOUT)?;
-                    s.set_read_timeout(Some(TIMEOUT))?;
-                    let got = echo_through(s, &data)?;
+                    let got = echo_connect(echo_addr(), &data, TIMEOUT)?;
                     Ok::<bool, std::io::Error>(got == data)
                 })
             })
@@ -167,12 +161,8 @@ fn kernel_client_echoes_over_ipv6() {
     let mut link = TapLink::with_ipv6();
     let server = EchoServer::start_with(support::config_v6(), link.take_device(), 4);
     let data = random_bytes(16, 256 * 1024);
-    let echoed = link.ns.run(|| {
-        let addr = SocketAddr::from((ustack_tests::STACK_IP6, 7));
-        let s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect over IPv6");
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        echo_through(s, &data)
-    });
+    let addr = SocketAddr::from((ustack_tests::STACK_IP6, 7));
+    let echoed = link.ns.run(|| echo_connect(addr, &data, TIMEOUT));
     assert!(echoed.unwrap() == data, "IPv6 echo differs");
     let (_, echo) = server.stop();
     assert_eq!(echo.tcp_bytes, data.len() as u64);

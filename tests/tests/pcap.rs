@@ -2,10 +2,9 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{assert_clean_close, echo_addr, echo_through, EchoServer};
+use support::{assert_clean_close, echo_addr, echo_connect, EchoServer};
 use ustack_drivers::PcapRecorder;
 use ustack_tests::{privileged, random_bytes, unique_name, TapLink};
 
@@ -19,11 +18,9 @@ fn pcap_of_an_echo_run_holds_the_handshake_and_fins_and_every_frame() {
     let recorder = PcapRecorder::create(link.take_device(), &path).unwrap();
     let server = EchoServer::start(recorder, 4);
     let data = random_bytes(6, 256 * 1024);
-    let echoed = link.ns.run(|| {
-        let s = TcpStream::connect_timeout(&echo_addr(), Duration::from_secs(10)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        echo_through(s, &data)
-    });
+    let echoed = link
+        .ns
+        .run(|| echo_connect(echo_addr(), &data, Duration::from_secs(10)));
     assert!(echoed.unwrap() == data);
     std::thread::sleep(Duration::from_millis(200));
     let (stack, _) = server.stop();

@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use session_support::{echo_once, Rec, Reply, Shared};
-use support::{config, echo_addr, echo_through};
+use support::{config, echo_addr, echo_connect};
 use ustack::runtime::{self, PollMode};
 use ustack::session::codec::LengthPrefixed;
 use ustack::session::{Engine, EngineStats, ServerOptions, Service};
@@ -94,9 +94,7 @@ fn poll_with_hands_the_callback_its_own_sockets_events_and_no_sessions() {
             for c in 0..CLIENTS {
                 scope.spawn(move || {
                     let data = random_bytes(c as u64, 64 * 1024 + c);
-                    let stream = TcpStream::connect_timeout(&echo_addr(), TIMEOUT).unwrap();
-                    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-                    let got = echo_through(stream, &data).expect("raw echo");
+                    let got = echo_connect(echo_addr(), &data, TIMEOUT).expect("raw echo");
                     assert!(
                         got == data,
                         "raw echo {c} differs ({} bytes back)",

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use support::{echo_addr, echo_through, EchoServer};
+use support::{echo_addr, echo_connect, EchoServer};
 use ustack::runtime::{PollMode, SharedStack};
 use ustack::smoltcp::phy::{Checksum, Device};
 use ustack::smoltcp::wire::Ipv6Cidr;
@@ -295,11 +295,7 @@ fn jumbo_mtu_65521_echoes_8_mib_in_frames_above_1514_bytes() {
     );
     let server = EchoServer::start_with(big_config(&device), device, 1);
     let data = random_bytes(9000, 8 * 1024 * 1024);
-    let echoed = ns.run(|| {
-        let s = TcpStream::connect_timeout(&echo_addr(), TIMEOUT).expect("connect to ustack echo");
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
-        echo_through(s, &data)
-    });
+    let echoed = ns.run(|| echo_connect(echo_addr(), &data, TIMEOUT));
     let echoed = echoed.expect("echo exchange");
     assert_eq!(echoed.len(), data.len());
     assert!(echoed == data, "echoed bytes differ from what was sent");

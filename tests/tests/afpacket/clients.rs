@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use ustack_tests::random_bytes;
 
-use crate::support::echo_through;
+use crate::support::echo_connect;
 use crate::topo::{echo_addr, PEER_IP};
 
 /// Liveness bound for kernel sockets: far above any correct run, only there to avoid hangs.
@@ -109,9 +109,7 @@ pub fn tcp_clients(n: usize) -> Vec<io::Result<bool>> {
             std::thread::spawn(move || {
                 let data = client_data(i);
                 barrier.wait();
-                let s = TcpStream::connect_timeout(&echo_addr(), TIMEOUT)?;
-                s.set_read_timeout(Some(TIMEOUT))?;
-                Ok(echo_through(s, &data)? == data)
+                Ok(echo_connect(echo_addr(), &data, TIMEOUT)? == data)
             })
         })
         .collect();

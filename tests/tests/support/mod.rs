@@ -95,6 +95,18 @@ pub fn echo_through(stream: TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> 
     reading.join().expect("reader thread")
 }
 
+/// Connects to a TCP echo at `addr` (from the calling thread's namespace) and runs
+/// [`echo_through`]; the connect and every read give up after `timeout`.
+pub fn echo_connect(
+    addr: SocketAddr,
+    data: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<Vec<u8>> {
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    echo_through(s, data)
+}
+
 /// TCP control flags seen in a capture, split by direction.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Flags {
